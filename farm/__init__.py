@@ -1,0 +1,3 @@
+"""farm: a distributed build farm."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,85 @@
+"""One typed settings object for every farm process (``FARM_`` environment prefix).
+
+Built by :func:`get_settings`, never at import, so tests and ``farm up`` can set
+the environment first. Embedded defaults make a single machine work with nothing
+configured: SQLite and artifacts under one data dir, Redis on loopback.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    # Root installs behave like a service; a user's farm keeps to their home.
+    if os.geteuid() == 0:
+        return Path("/var/lib/farm")
+    return Path.home() / ".local" / "share" / "farm"
+
+
+class Settings(BaseSettings):
+    """Every knob of a farm process. See README's configuration reference."""
+
+    model_config = SettingsConfigDict(env_prefix="FARM_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    database_url: str | None = None  # default: sqlite under data_dir
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    result_backend: str | None = None  # results are reported over HTTP; none needed
+    api_host: str = "127.0.0.1"
+    api_port: int = 8700
+    api_url: str | None = None  # what clients and workers use; default from host/port
+    flower_port: int = 5555
+
+    # Worker side
+    work_dir: Path | None = None  # per-job workspaces; default data_dir/work
+    worker_name: str = Field(default_factory=socket.gethostname)
+    worker_tags: list[str] = Field(default_factory=list)
+    job_network: str = "none"  # "none" or "host": the farm decides, never the job
+    allow_host_network: bool = False  # whether a job may ask for FARM_NETWORK=host
+
+    # Job defaults (a job may lower them, never raise them above these)
+    job_timeout: int = 3600
+    job_memory: int = 2 * 1024**3
+    job_cpus: float = 2.0
+    job_pids: int = 1024
+    log_max_bytes: int = 4 * 1024 * 1024
+    max_blob_bytes: int = 10 * 1024**3
+
+    # Coordinator
+    job_lease_seconds: int = 30  # a running job without heartbeat this long is retried
+    max_lost_retries: int = 2  # redeliveries after lost workers before the job fails
+    watchdog_interval: float = 5.0
+    reap_interval: float = 30.0
+
+    @property
+    def resolved_api_url(self) -> str:
+        """The API base URL clients and workers talk to."""
+        return (self.api_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
+
+    @property
+    def resolved_database_url(self) -> str:
+        """SQLAlchemy URL; SQLite in the data dir unless configured."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'farm.db'}"
+
+    @property
+    def blob_dir(self) -> Path:
+        """Root of the filesystem blob store."""
+        return self.data_dir / "registry"
+
+    @property
+    def resolved_work_dir(self) -> Path:
+        """Where a worker lays out job workspaces."""
+        return self.work_dir or self.data_dir / "work"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read from the environment once."""
+    return Settings()
