@@ -1,0 +1,225 @@
+"""Typed reading of YAML values that records a diagnostic instead of raising.
+
+Every ``as_*`` helper returns the converted value, or ``None`` after recording what was
+wrong, where, and what is allowed instead. Also: durations ("1h 30m") and path globs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from functools import lru_cache
+from typing import Any
+
+from farm.errors import Diagnostic
+from farm.pipeline.yamlsrc import Pos, YList, type_name
+
+
+class Diags:
+    """Collects every problem found while loading one pipeline."""
+
+    def __init__(self) -> None:
+        self.items: list[Diagnostic] = []
+        self.muted: set[tuple[str, int]] = set()
+
+    def mute(self, pos: Pos) -> None:
+        """Drop later problems on this line: they follow from one already reported."""
+        self.muted.add((pos[0], pos[1]))
+
+    def add(self, pos: Pos, message: str) -> None:
+        if (pos[0], pos[1]) in self.muted:
+            return
+        self.items.append(Diagnostic(pos[0], pos[1], pos[2], message))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def sorted(self) -> list[Diagnostic]:
+        """Unique diagnostics, in file order of first appearance then line order."""
+        order: dict[str, int] = {}
+        for d in self.items:
+            order.setdefault(d.file, len(order))
+        unique = dict.fromkeys(self.items)
+        return sorted(unique, key=lambda d: (order[d.file], d.line, d.col))
+
+
+def as_str(d: Diags, value: Any, pos: Pos, what: str) -> str | None:
+    """A string; numbers are accepted and written as YAML wrote them."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    d.add(pos, f"{what} must be a string, not {type_name(value)}")
+    return None
+
+
+def as_bool(d: Diags, value: Any, pos: Pos, what: str) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    d.add(pos, f"{what} must be true or false, not {type_name(value)}")
+    return None
+
+
+def as_int(d: Diags, value: Any, pos: Pos, what: str, low: int, high: int) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
+        return value
+    d.add(pos, f"{what} must be a whole number from {low} to {high}, not {value!r}")
+    return None
+
+
+def as_str_list(
+    d: Diags, value: Any, pos: Pos, what: str, single: bool = False
+) -> list[str] | None:
+    """A list of strings (or one string when ``single``)."""
+    if single and isinstance(value, str | int | float) and not isinstance(value, bool):
+        return [str(value)]
+    if not isinstance(value, list):
+        allowed = "a string or a list of strings" if single else "a list of strings"
+        d.add(pos, f"{what} must be {allowed}, not {type_name(value)}")
+        return None
+    result: list[str] = []
+    ok = True
+    for i, item in enumerate(value):
+        ipos = value.at(i) if isinstance(value, YList) else pos
+        text = as_str(d, item, ipos, f"each entry of {what}")
+        if text is None:
+            ok = False
+        else:
+            result.append(text)
+    return result if ok else None
+
+
+def as_choice(d: Diags, value: Any, pos: Pos, what: str, choices: Iterable[str]) -> str | None:
+    allowed = tuple(choices)
+    if isinstance(value, str) and value in allowed:
+        return value
+    d.add(pos, f"{what} must be one of {', '.join(allowed)}, not {value!r}")
+    return None
+
+
+def unknown_keys(d: Diags, mapping: dict[str, Any], allowed: Iterable[str], what: str) -> None:
+    """Record every key of ``mapping`` not in ``allowed``."""
+    known = tuple(allowed)
+    kpos = getattr(mapping, "kpos", {})
+    pos0 = getattr(mapping, "pos", ("<pipeline>", 0, 0))
+    for key in mapping:
+        if key not in known:
+            d.add(
+                kpos.get(key, pos0), f"unknown key '{key}' in {what}; allowed: {', '.join(known)}"
+            )
+
+
+_UNITS = {
+    "s": 1,
+    "sec": 1,
+    "secs": 1,
+    "second": 1,
+    "seconds": 1,
+    "m": 60,
+    "min": 60,
+    "mins": 60,
+    "minute": 60,
+    "minutes": 60,
+    "h": 3600,
+    "hr": 3600,
+    "hrs": 3600,
+    "hour": 3600,
+    "hours": 3600,
+    "d": 86400,
+    "day": 86400,
+    "days": 86400,
+    "w": 604800,
+    "wk": 604800,
+    "week": 604800,
+    "weeks": 604800,
+    "mo": 2592000,
+    "month": 2592000,
+    "months": 2592000,
+    "y": 31536000,
+    "yr": 31536000,
+    "year": 31536000,
+    "years": 31536000,
+}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]*)")
+
+
+def parse_duration(value: Any) -> int | None:
+    """Seconds in a human duration like ``1h 30m``, ``3600``, ``10 minutes 30 seconds``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if value >= 0 else None
+    if not isinstance(value, str):
+        return None
+    text = value.strip().lower().replace(",", " ").replace(" and ", " ")
+    if not text:
+        return None
+    total = 0.0
+    end = 0
+    for match in _DURATION_PART.finditer(text):
+        if text[end : match.start()].strip():
+            return None
+        unit = match.group(2) or "s"
+        if unit not in _UNITS:
+            return None
+        total += float(match.group(1)) * _UNITS[unit]
+        end = match.end()
+    if end == 0 or text[end:].strip():
+        return None
+    return int(total)
+
+
+@lru_cache(maxsize=4096)
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """A path glob as a regex: ``*`` within a directory, ``**`` across, ``{a,b}`` alternatives."""
+    pat = pattern.lstrip("/")
+    out: list[str] = []
+    i = 0
+    depth = 0
+    while i < len(pat):
+        c = pat[i]
+        if pat.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+            continue
+        if pat.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "{":
+            depth += 1
+            out.append("(?:")
+        elif c == "}" and depth:
+            depth -= 1
+            out.append(")")
+        elif c == "," and depth:
+            out.append("|")
+        elif c == "[":
+            close = pat.find("]", i + 1)
+            if close == -1:
+                out.append(re.escape(c))
+            else:
+                body = pat[i + 1 : close].replace("\\", "\\\\")
+                if body.startswith("!"):
+                    body = "^" + body[1:]
+                out.append(f"[{body}]" if body else re.escape("[]"))
+                i = close
+        else:
+            out.append(re.escape(c))
+        i += 1
+    out.extend(")" * depth)
+    try:
+        return re.compile("".join(out) + r"\Z")
+    except re.error:
+        return re.compile(re.escape(pat) + r"\Z")
+
+
+def glob_match(pattern: str, path: str) -> bool:
+    """Whether repository path ``path`` matches ``pattern``."""
+    return glob_regex(pattern).match(path.lstrip("/")) is not None
+
+
+def has_glob(pattern: str) -> bool:
+    return any(c in pattern for c in "*?[{")

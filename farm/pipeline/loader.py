@@ -1,0 +1,208 @@
+"""``load_pipeline``: text in, validated and expanded :class:`Pipeline` out.
+
+Steps: parse YAML → merge includes → resolve ``!reference`` → stages, global variables,
+``workflow`` → per job ``extends`` + ``default`` → keyword checks → ``parallel``/matrix
+copies → rules → needs and cycles. Every problem is collected; the caller gets one
+:class:`PipelineError` listing all of them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from farm.errors import Diagnostic, PipelineError, PipelineFilteredOut
+from farm.pipeline.checks import Diags, as_str, as_str_list, unknown_keys
+from farm.pipeline.conditions import first_match, parse_rules
+from farm.pipeline.dag import link
+from farm.pipeline.expand import Concrete, concretize, copies
+from farm.pipeline.extends import Extender, apply_default, parse_default, resolve_references
+from farm.pipeline.include import apply_includes
+from farm.pipeline.jobs import JobDraft, build_draft
+from farm.pipeline.model import DEFAULT_STAGES, Pipeline, PipelineContext
+from farm.pipeline.variables import Var, lookup_in, parse_variables, resolve
+from farm.pipeline.yamlsrc import Pos, SourceProblem, YMap, parse_yaml, type_name
+
+RESERVED = frozenset(
+    {
+        "stages",
+        "variables",
+        "include",
+        "workflow",
+        "default",
+        "image",
+        "services",
+        "cache",
+        "before_script",
+        "after_script",
+        "types",
+        "spec",
+    }
+)
+
+
+def _diag(pos: Pos, message: str) -> Diagnostic:
+    return Diagnostic(pos[0], pos[1], pos[2], message)
+
+
+def _stages(d: Diags, config: YMap) -> tuple[str, ...]:
+    if "types" in config:
+        d.add(config.at("types"), "types is not supported by farm; use stages")
+    if config.get("stages") is None:
+        return DEFAULT_STAGES
+    names = as_str_list(d, config["stages"], config.at("stages"), "stages") or []
+    user = [s for s in dict.fromkeys(names) if s not in (".pre", ".post")]
+    if not user:
+        return DEFAULT_STAGES
+    return (".pre", *user, ".post")
+
+
+def _workflow(
+    d: Diags, config: YMap, global_vars: dict[str, Var], ctx: PipelineContext
+) -> str | None:
+    """Apply ``workflow:``; returns why the pipeline is filtered out, or None."""
+    value = config.get("workflow")
+    if value is None:
+        return None
+    if not isinstance(value, YMap):
+        d.add(
+            config.at("workflow"), f"workflow must be a mapping with rules:, not {type_name(value)}"
+        )
+        return None
+    unknown_keys(d, value, ("rules", "name", "auto_cancel"), "workflow")
+    if "name" in value:
+        as_str(d, value["name"], value.at("name"), "workflow:name")
+    if "rules" not in value:
+        return None
+    rules = parse_rules(d, value["rules"], value.at("rules"), workflow=True)
+    env = lookup_in(resolve(global_vars, ctx.variables), ctx.variables)
+    rule = first_match(rules, env, ctx)
+    if rule is None:
+        return "no workflow:rules entry matches this commit"
+    if rule.when == "never":
+        return f"workflow:rules (line {rule.pos[1]}) say when: never for this commit"
+    global_vars.update(rule.variables)
+    return None
+
+
+def _check_stage(d: Diags, draft: JobDraft, job: YMap, stages: tuple[str, ...]) -> None:
+    if draft.spec.stage not in stages:
+        listed = ", ".join(stages)
+        d.add(
+            job.at("stage"),
+            f"job '{draft.name}' uses stage '{draft.spec.stage}', which is not declared; stages "
+            f"are: {listed} "
+            "(add it to stages:)",
+        )
+
+
+def _load(text: str, filename: str, ctx: PipelineContext) -> Pipeline:
+    d = Diags()
+    try:
+        config: Any = parse_yaml(text, filename)
+    except SourceProblem as exc:
+        raise PipelineError([_diag(exc.pos, exc.message)]) from None
+    if config is None:
+        raise PipelineError(
+            [Diagnostic(filename, 1, 1, "the pipeline file is empty; define a job with script:")]
+        )
+    if not isinstance(config, YMap):
+        msg = f"a pipeline file must be a mapping of jobs and keywords, not {type_name(config)}"
+        raise PipelineError([Diagnostic(filename, 1, 1, msg)])
+    config = apply_includes(d, config, filename, ctx, lookup_in(ctx.variables))
+    config = resolve_references(d, config)
+    if "spec" in config:
+        d.add(config.at("spec"), "spec:inputs headers are not supported by farm")
+    stages = _stages(d, config)
+    global_vars = parse_variables(d, config.get("variables"), config.at("variables"), "variables")
+    filtered = _workflow(d, config, global_vars, ctx)
+    default = parse_default(d, config)
+    extender = Extender(d, config, RESERVED)
+
+    drafts: list[JobDraft] = []
+    defined: dict[str, Pos] = {}
+    for name, value in config.items():
+        if name in RESERVED or name.startswith("."):
+            continue
+        pos = config.at(name)
+        if not isinstance(value, YMap):
+            d.add(pos, f"job '{name}' must be a mapping with script:, not {type_name(value)}")
+            continue
+        job = apply_default(d, extender.resolve(name), default)
+        draft = build_draft(d, name, job)
+        defined[name] = pos
+        if draft is not None:
+            _check_stage(d, draft, job, stages)
+            drafts.append(draft)
+
+    kept: list[Concrete] = []
+    owners: dict[str, str] = {}
+    for draft in drafts:
+        for copy in copies(d, draft):
+            other = owners.get(copy.name)
+            if other is None and copy.name != draft.name and copy.name in defined:
+                other = copy.name
+            if other is not None:
+                d.add(
+                    draft.pos,
+                    f"job name '{copy.name}' is defined twice: by job '{other}' and by job "
+                    f"'{draft.name}'",
+                )
+                continue
+            owners[copy.name] = draft.name
+            defined.setdefault(copy.name, draft.pos)
+            concrete = concretize(draft, copy, global_vars, ctx)
+            if concrete is not None:
+                kept.append(concrete)
+
+    deps = {dr.name: (dr.dependencies, dr.dependencies_pos) for dr in drafts}
+    specs = link(d, kept, defined, stages, deps)
+    if d.items:
+        raise PipelineError(d.sorted())
+    if filtered is not None:
+        raise PipelineFilteredOut(
+            [_diag(config.at("workflow"), f"no pipeline is created: {filtered}")]
+        )
+    if not specs:
+        if drafts:
+            msg = "no pipeline is created: rules, only or except exclude every job for this commit"
+            raise PipelineFilteredOut([Diagnostic(filename, 1, 1, msg)])
+        raise PipelineError(
+            [Diagnostic(filename, 1, 1, "the pipeline defines no jobs; add a job with script:")]
+        )
+    return Pipeline(stages=stages, jobs=tuple(specs), variables=resolve(global_vars, ctx.variables))
+
+
+def load_pipeline(
+    text: str, filename: str = ".gitlab-ci.yml", context: PipelineContext | None = None
+) -> Pipeline:
+    """Load, validate and expand a pipeline; raises :class:`PipelineError` listing every problem.
+
+    ``PipelineFilteredOut`` (a ``PipelineError``) means the file is valid but creates no
+    pipeline for this commit (``workflow:rules``, or rules excluding every job).
+    """
+    ctx = context if context is not None else PipelineContext()
+    try:
+        return _load(text, filename, ctx)
+    except PipelineError:
+        raise
+    except RecursionError:
+        raise PipelineError(
+            [Diagnostic(filename, 1, 1, "the configuration is nested too deeply")]
+        ) from None
+    except Exception as exc:  # a loader bug must still reach the user as a diagnostic
+        msg = f"internal error while loading the pipeline ({type(exc).__name__}: {exc}); "
+        msg += "please report it"
+        raise PipelineError([Diagnostic(filename, 1, 1, msg)]) from exc
+
+
+def lint(
+    text: str, filename: str = ".gitlab-ci.yml", context: PipelineContext | None = None
+) -> list[Diagnostic]:
+    """Every problem in the pipeline file; empty when it is valid (even if filtered out)."""
+    try:
+        load_pipeline(text, filename, context)
+    except PipelineFilteredOut:
+        return []
+    except PipelineError as exc:
+        return list(exc.diagnostics)
+    return []

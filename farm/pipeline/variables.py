@@ -1,0 +1,124 @@
+"""``variables:`` blocks and ``$VAR`` / ``${VAR}`` expansion.
+
+Values are expanded against the other variables the job sees and the predefined ones the
+coordinator gives; a reference to an unknown variable is left as written, since the job's
+shell expands it at run time. ``$$`` is a literal ``$`` in variable values.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from farm.pipeline.checks import Diags, as_bool, as_str, unknown_keys
+from farm.pipeline.yamlsrc import Pos, YMap, type_name
+
+_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+_NAME = re.compile(r"[A-Za-z0-9_]+\Z")
+_MAX_DEPTH = 50
+
+
+@dataclass(frozen=True)
+class Var:
+    """One variable as written: its raw value and whether ``$VAR`` references expand."""
+
+    value: str
+    expand: bool = True
+
+
+def parse_variables(d: Diags, value: Any, pos: Pos, what: str) -> dict[str, Var]:
+    """A ``variables:`` mapping; values are strings/numbers or ``{value, description, expand}``."""
+    if value is None:
+        return {}
+    if not isinstance(value, YMap):
+        d.add(pos, f"{what} must be a mapping of NAME: value, not {type_name(value)}")
+        return {}
+    result: dict[str, Var] = {}
+    for name, raw in value.items():
+        kpos = value.at(name)
+        if not _NAME.match(name):
+            d.add(kpos, f"variable name '{name}' may only hold letters, digits and _")
+            continue
+        if isinstance(raw, YMap):
+            unknown_keys(d, raw, ("value", "description", "expand", "options"), f"variable {name}")
+            text = as_str(d, raw.get("value", ""), raw.at("value"), f"variables:{name}:value")
+            expand = raw.get("expand", True)
+            flag = as_bool(d, expand, raw.at("expand"), f"variables:{name}:expand")
+            if text is not None:
+                result[name] = Var(text, True if flag is None else flag)
+            continue
+        if isinstance(raw, bool) or raw is None:
+            shown = "null" if raw is None else str(raw).lower()
+            d.add(
+                kpos,
+                f"variable {name} must be a string or number, not {shown}; quote it: '{shown}'",
+            )
+            continue
+        text = as_str(d, raw, kpos, f"variable {name}")
+        if text is not None:
+            result[name] = Var(text)
+    return result
+
+
+def expand_text(text: str, lookup: Callable[[str], str | None]) -> str:
+    """Replace ``$VAR``/``${VAR}`` that ``lookup`` knows; leave the rest (and ``$$``) as is."""
+    if "$" not in text:
+        return text
+
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1) or m.group(2)
+        if name is None:
+            return m.group(0)
+        found = lookup(name)
+        return m.group(0) if found is None else found
+
+    return _REF.sub(sub, text)
+
+
+def resolve(raw: Mapping[str, Var], base: Mapping[str, str]) -> dict[str, str]:
+    """Final values of ``raw``: references to other ``raw`` or ``base`` variables expanded."""
+    done: dict[str, str] = {}
+    active: set[str] = set()
+
+    def value_of(name: str, depth: int) -> str | None:
+        if name in done:
+            return done[name]
+        var = raw.get(name)
+        if var is None:
+            return base.get(name)
+        if name in active or depth > _MAX_DEPTH:
+            return None  # a cycle: leave the reference as written
+        if not var.expand or "$" not in var.value:
+            done[name] = var.value
+            return var.value
+        active.add(name)
+
+        def sub(m: re.Match[str]) -> str:
+            ref = m.group(1) or m.group(2)
+            if ref is None:
+                return "$"
+            found = value_of(ref, depth + 1)
+            return m.group(0) if found is None else found
+
+        try:
+            result = _REF.sub(sub, var.value)
+        finally:
+            active.discard(name)
+        done[name] = result
+        return result
+
+    return {name: value_of(name, 0) or "" for name in raw}
+
+
+def lookup_in(*layers: Mapping[str, str]) -> Callable[[str], str | None]:
+    """A lookup over mappings, the first one holding the name wins."""
+
+    def find(name: str) -> str | None:
+        for layer in layers:
+            if name in layer:
+                return layer[name]
+        return None
+
+    return find
