@@ -1,0 +1,258 @@
+"""HTTP API of the blob store: how workers on other hosts move bytes by digest.
+
+Reads: ``HEAD``/``GET /api/v1/blobs/{digest}`` (Range supported).  Writes: a
+monolithic streaming ``PUT /api/v1/blobs/{digest}``, or an OCI-like resumable
+session under ``/api/v1/blobs/uploads``.  Bodies are streamed through a worker
+thread into the store and never held in memory.  Error responses carry the
+FarmError class name in ``X-Farm-Error`` so the client can re-raise it exactly.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar, cast
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.requests import ClientDisconnect
+
+from farm.errors import FarmError
+from farm.registry.blobstore import BlobStore, digest_hex, upload_error
+
+router = APIRouter(prefix="/api/v1/blobs", tags=["blobs"])
+
+DEFAULT_MAX_BLOB_BYTES = 10 * 1024**3
+_RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)")
+_CONTENT_RANGE_RE = re.compile(r"(?:bytes )?(\d+)-(\d+)(?:/(?:\d+|\*))?")
+T = TypeVar("T")
+
+
+def _store(request: Request) -> BlobStore:
+    return cast(BlobStore, request.app.state.blobstore)
+
+
+def _max_size(request: Request) -> int:
+    settings = getattr(request.app.state, "settings", None)
+    return int(getattr(settings, "max_blob_bytes", DEFAULT_MAX_BLOB_BYTES))
+
+
+def http_error(exc: FarmError, headers: dict[str, str] | None = None) -> HTTPException:
+    """The HTTPException for a FarmError: its status, its one-line message, its class."""
+    return HTTPException(
+        status_code=exc.http_status,
+        detail=str(exc),
+        headers={"X-Farm-Error": type(exc).__name__, **(headers or {})},
+    )
+
+
+def _parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """Inclusive (start, end) of a single ``bytes=`` range, None if unsatisfiable."""
+    match = _RANGE_RE.fullmatch(header.strip())
+    if match is None or not (match[1] or match[2]) or size == 0:
+        return None
+    if match[1]:
+        start = int(match[1])
+        end = min(int(match[2]), size - 1) if match[2] else size - 1
+        return (start, end) if start < size and start <= end else None
+    suffix = int(match[2])
+    return (max(0, size - suffix), size - 1) if suffix > 0 else None
+
+
+def blob_response(store: BlobStore, digest: str, request: Request) -> Response:
+    """The GET/HEAD response for a blob, honouring ``Range``; shared by other routers.
+
+    Blocking (it may re-hash the blob): call it from a sync route.  A full read
+    is verified first (cheaply, when the store has a fresh verification record)
+    so a corrupted blob answers 500 instead of being served; HEAD does the same
+    so that a client never skips re-uploading over a corrupted copy.
+    """
+    try:
+        info = store.stat(digest)
+        headers = {
+            "ETag": f'"{digest}"',
+            "Docker-Content-Digest": digest,
+            "Accept-Ranges": "bytes",
+            "Content-Type": "application/octet-stream",
+        }
+        range_header = request.headers.get("range")
+        if range_header is None or request.method == "HEAD":
+            store.verify(digest, cached=True)
+            start, end, status = 0, info.size - 1, 200
+        else:
+            bounds = _parse_range(range_header, info.size)
+            if bounds is None:
+                raise HTTPException(
+                    status_code=416,
+                    detail=f"range {range_header!r} not satisfiable for {info.size} bytes",
+                    headers={"Content-Range": f"bytes */{info.size}"},
+                )
+            start, end = bounds
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{end}/{info.size}"
+        headers["Content-Length"] = str(end - start + 1)
+        if request.method == "HEAD":
+            return Response(status_code=status, headers=headers)
+        chunks = store.open_read(digest, start, end - start + 1)
+    except FarmError as exc:
+        raise http_error(exc) from None
+    return StreamingResponse(chunks, status_code=status, headers=headers)
+
+
+async def _with_body(request: Request, consume: Callable[[Iterable[bytes]], T]) -> T:
+    """Run ``consume`` in a worker thread over the request body, chunk by chunk."""
+    stream = request.stream()
+
+    async def next_chunk() -> bytes | None:
+        try:
+            return await stream.__anext__()
+        except StopAsyncIteration:
+            return None
+
+    def chunks() -> Iterator[bytes]:
+        # Each chunk is awaited on the event loop; the store's blocking writes
+        # and hashing stay in this thread.  Memory holds one chunk at a time.
+        while (chunk := anyio.from_thread.run(next_chunk)) is not None:
+            if chunk:
+                yield chunk
+
+    return await anyio.to_thread.run_sync(lambda: consume(chunks()))
+
+
+def _session_headers(upload_id: str, offset: int) -> dict[str, str]:
+    return {
+        "Location": f"{router.prefix}/uploads/{upload_id}",
+        "Docker-Upload-UUID": upload_id,
+        "Range": f"0-{max(offset - 1, 0)}",  # OCI's inclusive range, "0-0" when empty
+        "Upload-Offset": str(offset),
+    }
+
+
+def _requested_offset(request: Request) -> int | None:
+    """The offset a PATCH/PUT says it writes at (``Upload-Offset`` or ``Content-Range``)."""
+    if (value := request.headers.get("upload-offset")) is not None:
+        if not value.strip().isdigit():
+            raise upload_error(f"invalid Upload-Offset {value!r}", 400)
+        return int(value)
+    if (value := request.headers.get("content-range")) is not None:
+        match = _CONTENT_RANGE_RE.fullmatch(value.strip())
+        if match is None:
+            raise upload_error(f"invalid Content-Range {value!r}: expected <start>-<end>", 400)
+        return int(match[1])
+    return None
+
+
+async def _append(request: Request, store: BlobStore, upload_id: str) -> int:
+    """Append the request body to a session, at the offset the client claims."""
+    try:
+        offset = _requested_offset(request)
+        if offset is None:  # OCI "streamed" chunk: append wherever the session is
+            offset = await anyio.to_thread.run_sync(store.upload_status, upload_id)
+        limit = _max_size(request)
+        return await _with_body(
+            request, lambda chunks: store.upload_chunk(upload_id, offset, chunks, limit)
+        )
+    except FarmError as exc:
+        extra: dict[str, str] = {}
+        if exc.http_status == 416:  # tell the client where to resume
+            current = await anyio.to_thread.run_sync(store.upload_status, upload_id)
+            extra = _session_headers(upload_id, current)
+        raise http_error(exc, extra) from None
+
+
+@router.post("/uploads", status_code=202)
+def start_upload(request: Request) -> Response:
+    """Open a resumable upload session."""
+    upload_id = _store(request).start_upload()
+    return Response(status_code=202, headers=_session_headers(upload_id, 0))
+
+
+@router.patch("/uploads/{upload_id}")
+async def patch_upload(upload_id: str, request: Request) -> Response:
+    """Append a chunk; 416 with ``Upload-Offset`` when the offset is not the session's."""
+    try:
+        offset = await _append(request, _store(request), upload_id)
+    except ClientDisconnect:  # bytes that did arrive are kept for a resume
+        return Response(status_code=400)
+    return Response(status_code=202, headers=_session_headers(upload_id, offset))
+
+
+@router.get("/uploads/{upload_id}")
+def upload_status(upload_id: str, request: Request) -> Response:
+    """The session's current offset, in ``Upload-Offset`` and ``Range``."""
+    try:
+        offset = _store(request).upload_status(upload_id)
+    except FarmError as exc:
+        raise http_error(exc) from None
+    return Response(status_code=204, headers=_session_headers(upload_id, offset))
+
+
+@router.put("/uploads/{upload_id}", status_code=201)
+async def finish_upload(
+    upload_id: str, request: Request, digest: str = Query(..., description="sha256:<hex>")
+) -> Response:
+    """Finish a session (appending an optional last chunk); 201 with the blob's Location."""
+    store = _store(request)
+    try:
+        digest_hex(digest)
+        await _append(request, store, upload_id)
+        info = await anyio.to_thread.run_sync(
+            lambda: store.finish_upload(upload_id, digest, _max_size(request))
+        )
+    except ClientDisconnect:
+        return Response(status_code=400)
+    except FarmError as exc:
+        raise http_error(exc) from None
+    return JSONResponse(
+        {"digest": info.digest, "size": info.size},
+        status_code=201,
+        headers={"Location": f"{router.prefix}/{digest}", "Docker-Content-Digest": digest},
+    )
+
+
+@router.delete("/uploads/{upload_id}", status_code=204)
+def abort_upload(upload_id: str, request: Request) -> Response:
+    """Abort a session and drop its bytes."""
+    try:
+        _store(request).abort_upload(upload_id)
+    except FarmError as exc:
+        raise http_error(exc) from None
+    return Response(status_code=204)
+
+
+@router.get("/{digest}")
+def get_blob(digest: str, request: Request) -> Response:
+    """Download a blob; ``Range: bytes=a-b`` gives 206."""
+    return blob_response(_store(request), digest, request)
+
+
+@router.head("/{digest}")
+def head_blob(digest: str, request: Request) -> Response:
+    """A blob's headers (size, digest) without its bytes; 404 if absent."""
+    return blob_response(_store(request), digest, request)
+
+
+@router.put("/{digest}", status_code=201)
+async def put_blob(digest: str, request: Request) -> Response:
+    """Monolithic streaming upload; 201 when stored, 200 when it already existed."""
+    store = _store(request)
+    limit = _max_size(request)
+    try:
+        digest_hex(digest)
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:  # refuse before reading a byte
+            raise upload_error(f"blob of {declared} bytes over the limit of {limit}", 413)
+        existed = await anyio.to_thread.run_sync(store.has, digest)
+        info = await _with_body(request, lambda chunks: store.put_stream(chunks, digest, limit))
+    except ClientDisconnect:  # nobody to answer; the store already dropped its temp file
+        return Response(status_code=400)
+    except FarmError as exc:
+        raise http_error(exc) from None
+    return JSONResponse(
+        {"digest": info.digest, "size": info.size},
+        status_code=200 if existed else 201,
+        headers={"Location": f"{router.prefix}/{digest}", "Docker-Content-Digest": digest},
+    )

@@ -1,0 +1,251 @@
+"""Worker-side client of the blob API: the only way a worker moves bytes.
+
+Every transfer is checked by sha256 at both ends.  Connection errors and 5xx
+answers are retried with exponential backoff (bounded); 4xx answers are the
+caller's fault and raise the FarmError the server named, with its message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import BinaryIO, TypeVar
+
+import httpx
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from farm import errors
+from farm.errors import DigestMismatch, FarmError, ServiceUnavailable, UploadError
+from farm.registry.blobstore import CHUNK_SIZE, BlobInfo, digest_hex, hash_file, iter_file
+
+T = TypeVar("T")
+PREFIX = "/api/v1/blobs"
+DEFAULT_CHUNK = 8 * 1024 * 1024
+# Server-named errors that the client re-raises as themselves.
+_NAMED: dict[str, type[FarmError]] = {
+    cls.__name__: cls
+    for cls in (
+        errors.DigestMismatch,
+        errors.BlobNotFound,
+        errors.CorruptBlob,
+        errors.UploadError,
+        errors.UnsafeArchive,
+        errors.RegistryError,
+        errors.NotFound,
+        errors.Conflict,
+        errors.ServiceUnavailable,
+    )
+}
+
+
+class _Retryable(Exception):
+    """A 5xx answer worth another attempt; carries the error to raise if none is left."""
+
+    def __init__(self, error: FarmError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def error_from_response(response: httpx.Response) -> FarmError:
+    """The FarmError a non-2xx answer stands for, with the server's one-line message."""
+    message = f"HTTP {response.status_code} from {response.request.method} {response.url}"
+    try:
+        detail = response.json().get("detail") if response.content else None
+    except (ValueError, AttributeError):
+        detail = None
+    if isinstance(detail, str) and detail:
+        message = detail
+    cls = _NAMED.get(response.headers.get("x-farm-error", ""))
+    if cls is None:
+        status = response.status_code
+        cls = {404: errors.BlobNotFound, 503: ServiceUnavailable}.get(status) or (
+            UploadError if status in (400, 413, 416) else errors.RegistryError
+        )
+    error = cls(message)
+    error.http_status = response.status_code
+    return error
+
+
+class RegistryClient:
+    """Sync HTTP client for ``/api/v1/blobs`` (upload, download, existence)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        timeout: float = 60.0,
+        token: str | None = None,
+        *,
+        attempts: int = 5,
+        backoff: float = 0.5,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, headers=headers)
+        self._attempts = attempts
+        self._backoff = backoff
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, attempt: Callable[[], T]) -> T:
+        """Run one request-shaped ``attempt`` with bounded retries and error mapping."""
+        retrying = Retrying(
+            stop=stop_after_attempt(self._attempts),
+            wait=wait_exponential(multiplier=self._backoff, max=10.0),
+            retry=retry_if_exception(lambda e: isinstance(e, httpx.TransportError | _Retryable)),
+            reraise=True,
+        )
+        try:
+            return retrying(attempt)
+        except _Retryable as exc:
+            raise exc.error from None
+        except httpx.TransportError as exc:
+            raise ServiceUnavailable(
+                f"cannot reach the farm API at {self.base_url}: {exc or type(exc).__name__}"
+            ) from None
+
+    @staticmethod
+    def _check(response: httpx.Response) -> httpx.Response:
+        if response.is_success:
+            return response
+        if not response.is_stream_consumed:
+            response.read()
+        error = error_from_response(response)
+        # A corrupted blob stays corrupted; asking again only wastes time.
+        if response.status_code >= 500 and not isinstance(error, errors.CorruptBlob):
+            raise _Retryable(error)
+        raise error
+
+    def exists(self, digest: str) -> bool:
+        """Whether the farm has an intact blob with this digest (HEAD)."""
+        digest_hex(digest)
+
+        def attempt() -> bool:
+            response = self._http.head(f"{PREFIX}/{digest}")
+            if response.status_code == 404:
+                return False
+            self._check(response)
+            return True
+
+        try:
+            return self._call(attempt)
+        except errors.CorruptBlob:
+            return False  # the server's copy is bad: an upload will replace it
+
+    def upload_file(self, path: Path) -> BlobInfo:
+        """Upload a file in one streaming PUT, unless the farm already has its digest."""
+        info = hash_file(path)
+        if self.exists(info.digest):
+            return info
+
+        def attempt() -> None:
+            with open(path, "rb") as f:  # reopened per attempt: a retry starts over
+                headers = {"Content-Length": str(info.size)}
+                self._check(self._http.put(f"{PREFIX}/{info.digest}", content=f, headers=headers))
+
+        self._call(attempt)
+        return info
+
+    def upload_resumable(self, path: Path, chunk_size: int = DEFAULT_CHUNK) -> BlobInfo:
+        """Upload through a session in ``chunk_size`` PATCHes, resuming after failures."""
+        info = hash_file(path)
+        if self.exists(info.digest):
+            return info
+        location = self._call(lambda: self._check(self._http.post(f"{PREFIX}/uploads")))
+        url = location.headers["location"]
+        offset = 0
+        with open(path, "rb") as f:
+            while offset < info.size:
+                length = min(chunk_size, info.size - offset)
+                offset = self._call(partial(self._send_chunk, url, f, offset, length))
+        try:
+            params = {"digest": info.digest}
+            self._call(lambda: self._check(self._http.put(url, params=params, content=b"")))
+        except errors.UploadError as exc:
+            # A finish whose answer was lost ended the session: the blob is there.
+            if exc.http_status != 404 or not self.exists(info.digest):
+                raise
+        return info
+
+    def _send_chunk(self, url: str, f: BinaryIO, offset: int, length: int) -> int:
+        """One PATCH of ``length`` bytes from ``offset``; after a failure the server's wins."""
+        f.seek(offset)
+        headers = {
+            "Content-Length": str(length),
+            "Upload-Offset": str(offset),
+            "Content-Range": f"{offset}-{offset + length - 1}",
+        }
+        # Streamed from the file in small pieces: a big chunk is never in memory.
+        content = iter_file(f, length)
+        try:
+            response = self._check(self._http.patch(url, content=content, headers=headers))
+        except UploadError as exc:
+            if exc.http_status != 416:
+                raise
+            # Part of an earlier attempt landed before its connection dropped:
+            # continue from wherever the server says the session is.
+            return int(self._check(self._http.get(url)).headers["upload-offset"])
+        return int(response.headers["upload-offset"])
+
+    def download_to(self, digest: str, dest: Path) -> BlobInfo:
+        """Download a blob to ``dest`` atomically, resuming with Range after drops.
+
+        Bytes go to a temp file beside ``dest`` and are hashed as they arrive;
+        a digest mismatch removes the temp file and raises DigestMismatch.
+        """
+        digest_hex(digest)
+        dest = Path(dest)
+        tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex}.part"
+        # Hash and size survive failed attempts so a retry resumes with Range.
+        progress = _Progress()
+
+        def attempt(out: BinaryIO) -> None:
+            headers = {"Range": f"bytes={progress.size}-"} if progress.size else {}
+            with self._http.stream("GET", f"{PREFIX}/{digest}", headers=headers) as response:
+                self._check(response)
+                if response.status_code == 200 and progress.size:
+                    out.truncate(0)  # the server sent everything again: start over
+                    out.seek(0)
+                    progress.reset()
+                for chunk in response.iter_bytes(CHUNK_SIZE):
+                    out.write(chunk)
+                    progress.add(chunk)
+
+        try:
+            with open(tmp, "wb") as out:
+                self._call(lambda: attempt(out))
+                out.flush()
+                os.fsync(out.fileno())
+            got = f"sha256:{progress.hasher.hexdigest()}"
+            if got != digest:
+                raise DigestMismatch(f"downloaded bytes of {digest} hash to {got}")
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return BlobInfo(digest, progress.size)
+
+
+class _Progress:
+    """Bytes received so far by a download, across attempts."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.hasher = hashlib.sha256()
+        self.size = 0
+
+    def add(self, chunk: bytes) -> None:
+        self.hasher.update(chunk)
+        self.size += len(chunk)
