@@ -1,0 +1,114 @@
+"""What a worker receives when it claims a job: everything needed, nothing shared.
+
+A worker on another host gets image, scripts, environment, limits and the
+digests of its inputs; it fetches those over HTTP and needs no filesystem of ours.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from farm.coordinator.records import BuildRecord, JobRecord
+from farm.coordinator.service import Coordinator
+from farm.settings import Settings
+
+DEFAULT_IMAGE = "farm/debian:bookworm"
+
+
+def _upstream_artifacts(build: BuildRecord, job: JobRecord) -> list[dict[str, Any]]:
+    """Artifacts of the jobs whose files this job receives (GitLab's needs/dependencies)."""
+    spec = job.spec
+    pipeline = Coordinator.pipeline_of(build)
+    if spec.dependencies is not None:
+        sources = list(spec.dependencies)
+    elif spec.needs is not None:
+        sources = [n.job for n in spec.needs if n.artifacts]
+    else:
+        sources = list(pipeline.upstream(spec))
+    out: list[dict[str, Any]] = []
+    for name in sources:
+        upstream = build.job_named(name)
+        if upstream is None:
+            continue
+        for art in upstream.artifacts:
+            if art.kind in ("archive", "dotenv"):
+                out.append(
+                    {
+                        "job": name,
+                        "name": art.name,
+                        "kind": art.kind,
+                        "digest": art.digest,
+                        "size": art.size,
+                    }
+                )
+    return out
+
+
+def job_variables(build: BuildRecord, job: JobRecord, settings: Settings) -> dict[str, str]:
+    """Environment of the job: predefined < pipeline/job YAML < submitted variables."""
+    project_dir = f"/builds/{build.project}"
+    ref = build.ref
+    predefined = {
+        "CI": "true",
+        "GITLAB_CI": "true",
+        "FARM": "true",
+        "CI_SERVER_NAME": "farm",
+        "CI_API_V4_URL": settings.resolved_api_url + "/api/v1",
+        "CI_COMMIT_SHA": build.commit,
+        "CI_COMMIT_SHORT_SHA": build.commit[:8],
+        "CI_COMMIT_REF_NAME": ref,
+        "CI_COMMIT_REF_SLUG": "".join(c if c.isalnum() else "-" for c in ref.lower())[:63],
+        "CI_COMMIT_BRANCH": ref,
+        "CI_DEFAULT_BRANCH": "main",
+        "CI_JOB_ID": str(job.id),
+        "CI_JOB_NAME": job.name,
+        "CI_JOB_NAME_SLUG": "".join(c if c.isalnum() else "-" for c in job.name.lower())[:63],
+        "CI_JOB_STAGE": job.stage,
+        "CI_JOB_ATTEMPT": str(job.attempt),
+        "CI_PIPELINE_ID": str(build.id),
+        "CI_PIPELINE_IID": str(build.id),
+        "CI_PIPELINE_SOURCE": "api",
+        "CI_PROJECT_DIR": project_dir,
+        "CI_BUILDS_DIR": "/builds",
+        "CI_PROJECT_NAME": build.project,
+        "CI_PROJECT_PATH": build.project,
+        "CI_REPOSITORY_URL": build.repo,
+        "CI_RUNNER_DESCRIPTION": job.worker or "",
+    }
+    if job.spec.node_index is not None:
+        predefined["CI_NODE_INDEX"] = str(job.spec.node_index)
+        predefined["CI_NODE_TOTAL"] = str(job.spec.node_total or 1)
+    return {**predefined, **job.spec.variables, **build.variables}
+
+
+def assignment(build: BuildRecord, job: JobRecord, settings: Settings) -> dict[str, Any]:
+    """The document a worker gets back from a successful claim."""
+    spec = job.spec
+    timeout = min(spec.timeout or settings.job_timeout, settings.job_timeout)
+    return {
+        "job_id": job.id,
+        "attempt": job.attempt,
+        "build_id": build.id,
+        "name": job.name,
+        "stage": job.stage,
+        "project": build.project,
+        "project_dir": f"/builds/{build.project}",
+        "image": spec.image or DEFAULT_IMAGE,
+        "image_entrypoint": list(spec.image_entrypoint) if spec.image_entrypoint else None,
+        "before_script": list(spec.before_script),
+        "script": list(spec.script),
+        "after_script": list(spec.after_script),
+        "variables": job_variables(build, job, settings),
+        "snapshot_digest": build.snapshot_digest,
+        "inputs": _upstream_artifacts(build, job),
+        "timeout": timeout,
+        "artifacts": spec.to_dict()["artifacts"],
+        "cache": spec.to_dict()["cache"],
+        "services": spec.to_dict()["services"],
+        "coverage": spec.coverage,
+        "limits": {
+            "memory": settings.job_memory,
+            "cpus": settings.job_cpus,
+            "pids": settings.job_pids,
+        },
+    }

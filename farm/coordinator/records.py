@@ -1,0 +1,93 @@
+"""Plain records the store returns and the service works with (never ORM rows)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from farm.pipeline.model import JobSpec
+
+
+@dataclass(frozen=True)
+class ArtifactRecord:
+    """A blob a job produced (its artifacts archive, a dotenv report, …)."""
+
+    id: int
+    build_id: int
+    job_id: int | None
+    name: str
+    kind: str  # "archive" | "dotenv" | "deliverable"
+    digest: str
+    size: int
+    created_at: datetime
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One job of a build, with its current state."""
+
+    id: int
+    build_id: int
+    name: str
+    stage: str
+    position: int
+    spec: JobSpec
+    status: str
+    attempt: int
+    queue: str
+    exit_code: int | None = None
+    reason: str | None = None
+    worker: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    lost_count: int = 0
+    log_bytes: int = 0
+    artifacts: tuple[ArtifactRecord, ...] = ()
+
+
+@dataclass(frozen=True)
+class BuildRecord:
+    """A build: one commit's pipeline and its jobs."""
+
+    id: int
+    project: str
+    repo: str
+    ref: str
+    commit: str
+    status: str
+    created_at: datetime
+    pipeline_file: str
+    pipeline_digest: str
+    snapshot_digest: str
+    stages: tuple[str, ...]
+    variables: dict[str, str] = field(default_factory=dict)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    cancel_requested: bool = False
+    deliverable_digest: str | None = None
+    error: str | None = None
+    jobs: tuple[JobRecord, ...] = ()
+
+    def job_named(self, name: str) -> JobRecord | None:
+        """The job called ``name`` in this build, if any."""
+        return next((j for j in self.jobs if j.name == name), None)
+
+
+@dataclass(frozen=True)
+class NewBuild:
+    """Everything needed to persist a build and its jobs in one transaction."""
+
+    project: str
+    repo: str
+    ref: str
+    commit: str
+    pipeline_file: str
+    pipeline_digest: str
+    snapshot_digest: str
+    stages: tuple[str, ...]
+    variables: dict[str, str]
+    jobs: tuple[tuple[JobSpec, str], ...]  # (spec, queue) in definition order
+    extra: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,200 @@
+"""Reading a commit: resolve repo/ref/commit, read files, snapshot the tree.
+
+This is an I/O edge around git. A repo is a local path (a work tree, a bare
+repo, or a directory inside a work tree — then that subdirectory is the project)
+or a URL git can fetch, mirrored under the data dir.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import subprocess
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from farm.errors import SourceError
+
+_GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1", "LC_ALL": "C"}
+
+
+def _git(repo: Path, *args: str, binary: bool = False) -> str:
+    try:
+        proc = subprocess.run(
+            ["git", "-c", "safe.directory=*", "-C", str(repo), *args],
+            capture_output=True,
+            timeout=120,
+            env={**os.environ, **_GIT_ENV},
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise SourceError("git is not installed on the coordinator host") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise SourceError(f"git {args[0]} timed out in {repo}") from exc
+    if proc.returncode != 0:
+        msg = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise SourceError(msg[-1] if msg else f"git {args[0]} failed in {repo}")
+    return proc.stdout.decode(errors="replace")
+
+
+@dataclass(frozen=True)
+class Source:
+    """A resolved commit: where its git objects are and which subtree is the project."""
+
+    repo: str  # as the user gave it
+    git_dir: Path  # a repository git can read
+    ref: str
+    commit: str
+    subdir: str  # "" for the repository root
+    project: str
+    commit_time: int
+
+    @property
+    def treeish(self) -> str:
+        """The tree of the project at the commit."""
+        return f"{self.commit}:{self.subdir}" if self.subdir else f"{self.commit}^{{tree}}"
+
+    def read(self, path: str) -> str | None:
+        """Text of ``path`` (relative to the project) at the commit, or None."""
+        full = f"{self.subdir}/{path}" if self.subdir else path
+        try:
+            return _git(self.git_dir, "show", f"{self.commit}:{full}")
+        except SourceError:
+            return None
+
+    def files(self) -> tuple[str, ...]:
+        """Every file path of the project at the commit."""
+        out = _git(self.git_dir, "ls-tree", "-r", "--name-only", "-z", self.treeish)
+        return tuple(p for p in out.split("\0") if p)
+
+    def changed(self) -> tuple[str, ...] | None:
+        """Paths changed against the first parent (None for a root commit)."""
+        try:
+            out = _git(self.git_dir, "diff", "--name-only", "-z", f"{self.commit}^", self.commit)
+        except SourceError:
+            return None
+        prefix = f"{self.subdir}/" if self.subdir else ""
+        return tuple(p[len(prefix) :] for p in out.split("\0") if p and p.startswith(prefix))
+
+    def snapshot(self) -> Iterator[bytes]:
+        """A deterministic tar of the project tree: same tree, same bytes, same digest.
+
+        ``git archive`` of a tree stamps members with the current time, so the
+        stream is rewritten with the commit time and without the pax comment.
+        """
+        proc = subprocess.Popen(
+            [
+                "git",
+                "-c",
+                "safe.directory=*",
+                "-C",
+                str(self.git_dir),
+                "archive",
+                "--format=tar",
+                self.treeish,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, **_GIT_ENV},
+        )
+        assert proc.stdout is not None
+        buf = _ChunkSink()
+        try:
+            with (
+                tarfile.open(fileobj=proc.stdout, mode="r|") as src,
+                tarfile.open(fileobj=buf, mode="w|", format=tarfile.PAX_FORMAT) as dst,
+            ):
+                for member in src:
+                    member.mtime = self.commit_time
+                    member.uid = member.gid = 0
+                    member.uname = member.gname = "root"
+                    member.pax_headers = {}
+                    fobj = src.extractfile(member) if member.isfile() else None
+                    dst.addfile(member, fobj)
+                    yield from buf.drain()
+            yield from buf.drain()
+        finally:
+            proc.stdout.close()
+            if proc.wait(timeout=60) not in (0, -13):
+                raise SourceError(f"git archive failed for {self.treeish}")
+
+
+class _ChunkSink(io.RawIOBase):
+    """A write-only file whose bytes are handed out in chunks as they come."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: bytes) -> int:  # type: ignore[override]
+        self._parts.append(bytes(b))
+        return len(b)
+
+    def drain(self) -> Iterator[bytes]:
+        parts, self._parts = self._parts, []
+        if parts:
+            yield b"".join(parts)
+
+
+def _mirror(url: str, cache: Path) -> Path:
+    """Fetch a remote repository into a bare mirror under ``cache``."""
+    dest = cache / hashlib.sha256(url.encode()).hexdigest()[:16]
+    if (dest / "HEAD").exists():
+        _git(dest, "fetch", "--prune", "--tags", "origin", "+refs/heads/*:refs/heads/*")
+    else:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        _git(dest.parent, "clone", "--bare", "--quiet", url, str(dest))
+    return dest
+
+
+def resolve(repo: str, ref: str | None, commit: str | None, mirror_dir: Path) -> Source:
+    """Find the repository, the ref and the exact commit; SourceError naming what is wrong."""
+    if not repo or not repo.strip():
+        raise SourceError("repo is empty: give a git URL or a local path")
+    path = Path(repo).expanduser()
+    subdir = ""
+    if path.exists():
+        if not path.is_dir():
+            raise SourceError(f"repository {repo!r} is not a directory")
+        try:
+            inside = _git(path, "rev-parse", "--is-bare-repository").strip()
+        except SourceError as exc:
+            raise SourceError(f"{repo!r} is not a git repository") from exc
+        if inside == "true":
+            git_dir = path
+        else:
+            top = Path(_git(path, "rev-parse", "--show-toplevel").strip())
+            git_dir = top
+            rel = os.path.relpath(path.resolve(), top.resolve())
+            subdir = "" if rel == "." else rel.replace(os.sep, "/")
+        project = path.resolve().name.removesuffix(".git")
+    elif "://" in repo or repo.startswith("git@"):
+        try:
+            git_dir = _mirror(repo, mirror_dir)
+        except SourceError as exc:
+            raise SourceError(f"cannot fetch repository {repo!r}: {exc}") from exc
+        project = repo.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git")
+    else:
+        raise SourceError(f"repository {repo!r} does not exist")
+    if not ref:
+        try:
+            ref = _git(git_dir, "symbolic-ref", "--short", "-q", "HEAD").strip()
+        except SourceError:
+            ref = "HEAD"
+    if commit:
+        try:
+            sha = _git(git_dir, "rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}").strip()
+        except SourceError as exc:
+            raise SourceError(f"commit {commit!r} does not exist in {repo!r}") from exc
+    else:
+        try:
+            sha = _git(git_dir, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").strip()
+        except SourceError as exc:
+            raise SourceError(f"ref {ref!r} does not exist in {repo!r}") from exc
+    when = int(_git(git_dir, "show", "-s", "--format=%ct", sha).strip() or 0)
+    return Source(repo, git_dir, ref, sha, subdir, project, when)

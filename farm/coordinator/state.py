@@ -1,0 +1,202 @@
+"""Pure build/job state logic: what may run, what must be skipped, when a build is done.
+
+No I/O. The service applies these decisions through compare-and-set updates, so
+deciding twice (two job completions at once) never does anything twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal
+
+
+class JobStatus(StrEnum):
+    """Status words of a job, as the API shows them."""
+
+    CREATED = "created"  # waiting for its upstream jobs
+    PENDING = "pending"  # queued for a worker
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    SKIPPED = "skipped"
+    MANUAL = "manual"  # waits for a person to play it
+
+
+class BuildStatus(StrEnum):
+    """Status words of a build."""
+
+    CREATED = "created"
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    MANUAL = "manual"  # blocked on a manual job that is not allowed to fail
+
+
+FINAL_JOB = frozenset({JobStatus.SUCCESS, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.SKIPPED})
+FINAL_BUILD = frozenset({BuildStatus.SUCCESS, BuildStatus.FAILED, BuildStatus.CANCELED})
+
+# Why a job was skipped; "upstream_failed" propagates failure down needs chains.
+SKIP_UPSTREAM_FAILED = "upstream_failed"
+SKIP_NOT_NEEDED = "not_needed"  # on_failure job when nothing failed
+
+
+@dataclass(frozen=True)
+class JobNode:
+    """What the decision logic needs to know about one job."""
+
+    name: str
+    status: JobStatus
+    when: str = "on_success"
+    allow_failure: bool = False
+    upstream: tuple[str, ...] = ()
+    explicit_needs: bool = False
+    reason: str | None = None  # skip reason or failure reason
+
+
+Action = Literal["dispatch", "skip", "manual", "delay"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One thing to do to a ``created`` job."""
+
+    name: str
+    action: Action
+    reason: str | None = None
+
+
+def _is_failing(node: JobNode) -> bool:
+    if node.status == JobStatus.FAILED:
+        return not node.allow_failure
+    if node.status == JobStatus.CANCELED:
+        return True
+    return node.status == JobStatus.SKIPPED and node.reason == SKIP_UPSTREAM_FAILED
+
+
+def _blocks(upstream: JobNode, explicit: bool) -> bool:
+    """Whether ``upstream`` still holds back a job that depends on it."""
+    if upstream.status in FINAL_JOB:
+        return False
+    if upstream.status == JobStatus.MANUAL:
+        # GitLab: an optional manual job (allow_failure) does not hold later stages,
+        # but a job that explicitly needs it waits until it has run.
+        return explicit or not upstream.allow_failure
+    return True
+
+
+def decide(nodes: Mapping[str, JobNode]) -> list[Decision]:
+    """Decisions for every ``created`` job whose upstream jobs have settled."""
+    out: list[Decision] = []
+    for node in nodes.values():
+        if node.status != JobStatus.CREATED:
+            continue
+        ups = [nodes[u] for u in node.upstream if u in nodes]
+        if any(_blocks(u, node.explicit_needs) for u in ups):
+            continue
+        failing = any(_is_failing(u) for u in ups)
+        out.append(_decide_one(node, failing))
+    return out
+
+
+def _decide_one(node: JobNode, failing: bool) -> Decision:
+    if node.when == "always":
+        return Decision(node.name, "dispatch")
+    if node.when == "on_failure":
+        return (
+            Decision(node.name, "dispatch")
+            if failing
+            else Decision(node.name, "skip", SKIP_NOT_NEEDED)
+        )
+    if failing:
+        return Decision(node.name, "skip", SKIP_UPSTREAM_FAILED)
+    if node.when == "manual":
+        return Decision(node.name, "manual")
+    if node.when == "delayed":
+        return Decision(node.name, "delay")
+    return Decision(node.name, "dispatch")
+
+
+def is_settled(nodes: Mapping[str, JobNode]) -> bool:
+    """True when nothing runs, nothing is queued and no waiting job can move."""
+    active = {JobStatus.PENDING, JobStatus.RUNNING}
+    if any(n.status in active for n in nodes.values()):
+        return False
+    return not decide(nodes)
+
+
+def build_status(nodes: Mapping[str, JobNode], cancel_requested: bool = False) -> BuildStatus:
+    """The build's status word derived from its jobs."""
+    values = list(nodes.values())
+    if not values:
+        return BuildStatus.SUCCESS
+    if not is_settled(nodes):
+        started = any(n.status not in (JobStatus.CREATED, JobStatus.PENDING) for n in values)
+        return BuildStatus.RUNNING if started else BuildStatus.PENDING
+    if cancel_requested or any(n.status == JobStatus.CANCELED for n in values):
+        return BuildStatus.CANCELED
+    if any(n.status == JobStatus.FAILED and not n.allow_failure for n in values):
+        return BuildStatus.FAILED
+    if any(n.status == JobStatus.MANUAL and not n.allow_failure for n in values):
+        return BuildStatus.MANUAL
+    return BuildStatus.SUCCESS
+
+
+# --- retries -------------------------------------------------------------------------
+
+# How a failure reason maps to GitLab's retry:when words.
+_RETRY_WORDS: dict[str | None, frozenset[str]] = {
+    None: frozenset({"script_failure"}),
+    "timeout": frozenset({"job_execution_timeout", "stuck_or_timeout_failure"}),
+    "worker_lost": frozenset({"runner_system_failure", "stuck_or_timeout_failure"}),
+    "executor_error": frozenset({"runner_system_failure"}),
+    "oom": frozenset({"script_failure"}),
+    "image_not_found": frozenset({"runner_system_failure"}),
+}
+
+
+def should_retry(
+    *,
+    attempt: int,
+    max_retries: int,
+    when: Iterable[str],
+    exit_codes: Iterable[int],
+    reason: str | None,
+    exit_code: int | None,
+) -> bool:
+    """Whether a failed ``attempt`` (1-based) earns another, per the job's ``retry:``."""
+    if attempt > max_retries or reason == "canceled":
+        return False
+    codes = set(exit_codes)
+    if codes and exit_code not in codes:
+        return False
+    words = set(when) or {"always"}
+    if "always" in words:
+        return True
+    return bool(words & _RETRY_WORDS.get(reason, frozenset({"unknown_failure"})))
+
+
+# --- queues --------------------------------------------------------------------------
+
+DEFAULT_QUEUE = "farm"
+
+
+def queue_for(tags: Iterable[str]) -> str:
+    """The Celery queue of a job with these ``tags`` (untagged jobs share one queue)."""
+    clean = sorted({t.strip() for t in tags if t.strip()})
+    return DEFAULT_QUEUE if not clean else "farm.tags." + "+".join(clean)
+
+
+def queues_for_worker(tags: Iterable[str], run_untagged: bool = True) -> list[str]:
+    """Every queue a worker with ``tags`` serves: a job fits when its tags are a subset."""
+    clean = sorted({t.strip() for t in tags if t.strip()})
+    queues = [DEFAULT_QUEUE] if run_untagged or not clean else []
+    n = len(clean)
+    for mask in range(1, 1 << n):
+        subset = [clean[i] for i in range(n) if mask >> i & 1]
+        queues.append(queue_for(subset))
+    return queues

@@ -1,0 +1,90 @@
+"""Turning a submitted commit into a persisted build: resolve, parse, snapshot, store.
+
+Everything that can fail is checked before anything is written, so bad input
+leaves no half-made build behind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from farm.coordinator.records import BuildRecord, NewBuild
+from farm.coordinator.service import Coordinator, digest_text
+from farm.coordinator.source import Source, resolve
+from farm.coordinator.state import queue_for
+from farm.errors import PipelineError, SourceError
+from farm.pipeline import find_pipeline_file, load_pipeline
+from farm.pipeline.model import PipelineContext
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What a person or a webhook asks for."""
+
+    repo: str
+    ref: str | None = None
+    commit: str | None = None
+    variables: tuple[tuple[str, str], ...] = ()
+    source: str = "api"  # CI_PIPELINE_SOURCE: api, push, web, trigger, schedule
+
+
+def predefined_variables(src: Source, source_kind: str) -> dict[str, str]:
+    """GitLab's predefined variables known before the build exists."""
+    is_tag = src.ref.startswith("refs/tags/")
+    ref_name = src.ref.removeprefix("refs/heads/").removeprefix("refs/tags/")
+    out = {
+        "CI": "true",
+        "FARM": "true",
+        "GITLAB_CI": "true",  # many real pipelines branch on this
+        "CI_COMMIT_SHA": src.commit,
+        "CI_COMMIT_SHORT_SHA": src.commit[:8],
+        "CI_COMMIT_REF_NAME": ref_name,
+        "CI_COMMIT_REF_SLUG": _slug(ref_name),
+        "CI_PROJECT_NAME": src.project,
+        "CI_PROJECT_PATH": src.project,
+        "CI_DEFAULT_BRANCH": "main",
+        "CI_PIPELINE_SOURCE": source_kind,
+    }
+    out["CI_COMMIT_TAG" if is_tag else "CI_COMMIT_BRANCH"] = ref_name
+    return out
+
+
+def _slug(value: str) -> str:
+    slug = "".join(c if c.isalnum() else "-" for c in value.lower())[:63]
+    return slug.strip("-")
+
+
+def submit(coord: Coordinator, sub: Submission) -> BuildRecord:
+    """Create and start a build for ``sub``; SourceError/PipelineError if it cannot run."""
+    settings = coord.settings
+    src = resolve(sub.repo, sub.ref, sub.commit, settings.data_dir / "repos")
+    files = src.files()
+    name = find_pipeline_file(files)
+    if name is None:
+        where = f"{src.repo}" + (f" ({src.subdir})" if src.subdir else "")
+        raise SourceError(
+            f"no .farm-ci.yml or .gitlab-ci.yml at commit {src.commit[:8]} of {where}"
+        )
+    text = src.read(name) or ""
+    variables = {**predefined_variables(src, sub.source), **dict(sub.variables)}
+    context = PipelineContext(
+        variables=variables, files=files, read=src.read, changed=src.changed()
+    )
+    pipeline = load_pipeline(text, name, context)
+    if not pipeline.jobs:
+        raise PipelineError(f"{name}: the pipeline has no jobs for ref {src.ref!r}")
+    snapshot = coord.blobs.put_stream(src.snapshot(), max_size=settings.max_blob_bytes)
+    new = NewBuild(
+        project=src.project,
+        repo=sub.repo,
+        ref=src.ref,
+        commit=src.commit,
+        pipeline_file=name,
+        pipeline_digest=digest_text(text),
+        snapshot_digest=snapshot.digest,
+        stages=pipeline.stages,
+        variables=dict(sub.variables),  # job specs already carry the pipeline's own
+        jobs=tuple((job, queue_for(job.tags)) for job in pipeline.jobs),
+    )
+    build_id = coord.store.create_build(new, status="pending")
+    return coord.advance(build_id)
