@@ -1,0 +1,116 @@
+"""The API process: FastAPI app factory wiring the coordinator to its edges.
+
+The coordinator lives here: job completions arrive over HTTP and the next jobs
+are dispatched from the same request, so the DAG is driven by events, not polls.
+A watchdog thread retries attempts whose worker stopped sending heartbeats.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from farm import __version__
+from farm.api.routers import blobs, builds, jobs, worker
+from farm.coordinator.service import Coordinator
+from farm.db.repository import Store
+from farm.db.session import make_engine, make_sessionmaker, migrate
+from farm.errors import FarmError, PipelineError
+from farm.registry.blobstore import FilesystemBlobStore
+from farm.settings import Settings, get_settings
+from farm.tasks.app import CeleryDispatcher, make_celery
+
+log = logging.getLogger("farm.api")
+
+
+def _watchdog(coord: Coordinator, stop: threading.Event) -> None:
+    try:
+        coord.recover()
+    except Exception as exc:
+        log.error("recovery after start failed: %s", exc)
+    while not stop.wait(coord.settings.watchdog_interval):
+        try:
+            coord.watchdog()
+        except Exception as exc:  # keep watching; a DB blip is not fatal
+            log.error("watchdog pass failed: %s", exc)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the API app: migrate the schema, open the stores, start the watchdog."""
+    settings = settings or get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.resolved_database_url)
+    migrate(engine)
+    store = Store(make_sessionmaker(engine))
+    blobstore = FilesystemBlobStore(settings.blob_dir)
+    celery = make_celery(settings)
+    coord = Coordinator(store, blobstore, CeleryDispatcher(celery), settings)
+    stop = threading.Event()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        thread = threading.Thread(
+            target=_watchdog, args=(coord, stop), daemon=True, name="farm-watchdog"
+        )
+        thread.start()
+        yield
+        stop.set()
+        thread.join(timeout=5)
+        engine.dispose()
+
+    app = FastAPI(
+        title="farm",
+        version=__version__,
+        lifespan=lifespan,
+        description="A distributed build farm: GitLab-CI-compatible pipelines "
+        "run as Celery jobs in isolated Docker containers.",
+    )
+    app.state.settings = settings
+    app.state.store = store
+    app.state.blobstore = blobstore
+    app.state.coordinator = coord
+    app.state.celery = celery
+
+    @app.exception_handler(FarmError)
+    async def _farm_error(_: Request, exc: FarmError) -> JSONResponse:
+        body: dict[str, object] = {"detail": str(exc), "error": type(exc).__name__}
+        if isinstance(exc, PipelineError):
+            body["problems"] = [str(d) for d in exc.diagnostics]
+        return JSONResponse(status_code=exc.http_status, content=body)
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return JSONResponse(
+            status_code=422,
+            content={
+                "detail": f"{where}: {first.get('msg', 'invalid request')}",
+                "error": "ValidationError",
+            },
+        )
+
+    @app.get("/healthz", tags=["meta"])
+    def healthz() -> dict[str, str]:
+        """Liveness: the API answers and its database is reachable."""
+        store.count_builds()
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/metrics", tags=["meta"], response_class=PlainTextResponse)
+    def metrics() -> str:
+        """Prometheus text: builds and jobs by status (Flower has the Celery side)."""
+        lines = ["# TYPE farm_builds_total gauge", f"farm_builds_total {store.count_builds()}"]
+        lines.append("# TYPE farm_jobs gauge")
+        for status, count in sorted(store.job_counts().items()):
+            lines.append(f'farm_jobs{{status="{status}"}} {count}')
+        return "\n".join(lines) + "\n"
+
+    for r in (builds.router, jobs.router, worker.router, blobs.router):
+        app.include_router(r)
+    return app

@@ -1,0 +1,38 @@
+"""Dependencies shared by the routers (``Annotated`` aliases)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from farm.coordinator.service import Coordinator
+from farm.db.repository import Store
+from farm.registry.blobstore import BlobStore
+from farm.settings import Settings
+
+
+def _coordinator(request: Request) -> Coordinator:
+    coord: Coordinator = request.app.state.coordinator
+    return coord
+
+
+def _store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+def _blobs(request: Request) -> BlobStore:
+    blobs: BlobStore = request.app.state.blobstore
+    return blobs
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+CoordinatorDep = Annotated[Coordinator, Depends(_coordinator)]
+StoreDep = Annotated[Store, Depends(_store)]
+BlobsDep = Annotated[BlobStore, Depends(_blobs)]
+SettingsDep = Annotated[Settings, Depends(_settings)]

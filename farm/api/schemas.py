@@ -1,0 +1,170 @@
+"""HTTP shapes of the API (pydantic); built from records, never from ORM rows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from farm.coordinator.records import ArtifactRecord, BuildRecord, JobRecord
+
+
+class BuildRequest(BaseModel):
+    """``POST /api/v1/builds``."""
+
+    repo: str = Field(description="git URL or a path on the coordinator host")
+    ref: str | None = Field(default=None, description="branch or tag; default: the repo's HEAD")
+    commit: str | None = Field(default=None, description="exact commit; default: the ref's tip")
+    variables: dict[str, str] = Field(default_factory=dict)
+
+
+class ArtifactOut(BaseModel):
+    """An artifact as listed on a job or build."""
+
+    name: str
+    kind: str
+    digest: str
+    size: int
+    url: str
+    expires_at: datetime | None = None
+
+    @classmethod
+    def of(cls, a: ArtifactRecord) -> ArtifactOut:
+        """From a record."""
+        return cls(
+            name=a.name,
+            kind=a.kind,
+            digest=a.digest,
+            size=a.size,
+            url=f"/api/v1/artifacts/{a.digest}",
+            expires_at=a.expires_at,
+        )
+
+
+class JobOut(BaseModel):
+    """A job inside the build document."""
+
+    id: int
+    build_id: int
+    name: str
+    stage: str
+    status: str
+    attempt: int
+    exit_code: int | None
+    reason: str | None
+    image: str | None
+    worker: str | None
+    when: str
+    allow_failure: bool
+    needs: list[str] | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration: float | None
+    artifacts: list[ArtifactOut]
+
+    @classmethod
+    def of(cls, j: JobRecord) -> JobOut:
+        """From a record."""
+        duration = None
+        if j.started_at and j.finished_at:
+            duration = round((j.finished_at - j.started_at).total_seconds(), 3)
+        return cls(
+            id=j.id,
+            build_id=j.build_id,
+            name=j.name,
+            stage=j.stage,
+            status=j.status,
+            attempt=j.attempt,
+            exit_code=j.exit_code,
+            reason=j.reason,
+            image=j.spec.image,
+            worker=j.worker,
+            when=j.spec.when,
+            allow_failure=j.spec.allow_failure,
+            needs=[n.job for n in j.spec.needs] if j.spec.needs is not None else None,
+            started_at=j.started_at,
+            finished_at=j.finished_at,
+            duration=duration,
+            artifacts=[ArtifactOut.of(a) for a in j.artifacts],
+        )
+
+
+class BuildOut(BaseModel):
+    """The build document (``GET /api/v1/builds/{id}``)."""
+
+    id: int
+    status: str
+    project: str
+    repo: str
+    ref: str
+    commit: str
+    pipeline_file: str
+    pipeline_digest: str
+    snapshot_digest: str
+    stages: list[str]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+    deliverable: dict[str, Any] | None
+    jobs: list[JobOut]
+
+    @classmethod
+    def of(cls, b: BuildRecord) -> BuildOut:
+        """From a record."""
+        deliverable = None
+        if b.deliverable_digest:
+            deliverable = {
+                "digest": b.deliverable_digest,
+                "url": f"/api/v1/builds/{b.id}/deliverable",
+                "blob": f"/api/v1/artifacts/{b.deliverable_digest}",
+            }
+        return cls(
+            id=b.id,
+            status=b.status,
+            project=b.project,
+            repo=b.repo,
+            ref=b.ref,
+            commit=b.commit,
+            pipeline_file=b.pipeline_file,
+            pipeline_digest=b.pipeline_digest,
+            snapshot_digest=b.snapshot_digest,
+            stages=list(b.stages),
+            created_at=b.created_at,
+            started_at=b.started_at,
+            finished_at=b.finished_at,
+            error=b.error,
+            deliverable=deliverable,
+            jobs=[JobOut.of(j) for j in b.jobs],
+        )
+
+
+class ClaimRequest(BaseModel):
+    """A worker asks for an attempt."""
+
+    attempt: int
+    worker: str
+
+
+class LogRequest(BaseModel):
+    """A worker appends output (and proves it is alive)."""
+
+    attempt: int
+    data: str = ""
+
+
+class FinishRequest(BaseModel):
+    """A worker reports how an attempt ended."""
+
+    attempt: int
+    exit_code: int | None = None
+    reason: str | None = None
+    message: str = ""
+    artifacts: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class LiveRequest(BaseModel):
+    """A reaper asks which attempts still run."""
+
+    attempts: list[tuple[int, int]]

@@ -1,0 +1,375 @@
+"""``farm``: run the farm and talk to it. Errors print one line and exit non-zero."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from farm.cli import artifacts as artifacts_cmd
+from farm.cli.client import ApiClient
+from farm.cli.lint import lint
+from farm.cli.progress import follow
+from farm.cli.services import api_healthy, farm_argv, pidfile, read_pid, run_farm, stop_pid
+from farm.errors import FarmError
+from farm.settings import get_settings
+
+
+class FarmGroup(click.Group):
+    """A group that turns every FarmError into one line on stderr and exit status 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except FarmError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=FarmGroup)
+@click.option(
+    "--api",
+    "api_url",
+    envvar="FARM_API_URL",
+    default=None,
+    help="farm API base URL (default http://127.0.0.1:8700)",
+)
+@click.version_option(package_name="farm")
+@click.pass_context
+def cli(ctx: click.Context, api_url: str | None) -> None:
+    """farm: a distributed build farm for GitLab-CI-compatible pipelines."""
+    ctx.obj = (api_url or get_settings().resolved_api_url).rstrip("/")
+
+
+def _api(ctx: click.Context) -> ApiClient:
+    return ApiClient(ctx.obj)
+
+
+# --- running the farm ----------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--workers", default=2, show_default=True, help="worker processes")
+@click.option("--concurrency", default=1, show_default=True, help="jobs at once per worker")
+@click.option("--port", type=int, default=None, help="API port (default 8700)")
+@click.option("--flower-port", type=int, default=None, help="Flower port (default 5555)")
+@click.option("--no-flower", is_flag=True, help="do not start Flower")
+@click.option("--detach", is_flag=True, help="run in the background; `farm down` stops it")
+def up(
+    workers: int,
+    concurrency: int,
+    port: int | None,
+    flower_port: int | None,
+    no_flower: bool,
+    detach: bool,
+) -> None:
+    """Run the whole farm on this machine: Redis, API + coordinator, workers, Flower."""
+    if port:
+        os.environ["FARM_API_PORT"] = str(port)
+    if flower_port:
+        os.environ["FARM_FLOWER_PORT"] = str(flower_port)
+    get_settings.cache_clear()
+    settings = get_settings()
+    if detach:
+        _detach(settings.data_dir, workers, concurrency, no_flower)
+        return
+    sup = run_farm(settings, workers, concurrency, not no_flower)
+    pidfile(settings).write_text(str(os.getpid()))
+    stopping = False
+
+    def _term(_sig: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _term)
+    signal.signal(signal.SIGINT, _term)
+    click.echo(
+        f"farm is up: API {settings.resolved_api_url} · {workers} worker(s) · "
+        + ("" if no_flower else f"Flower http://127.0.0.1:{settings.flower_port} · ")
+        + f"logs in {sup.log_dir}",
+        err=True,
+    )
+    try:
+        while not stopping:
+            dead = sup.alive()
+            if dead:
+                click.echo(f"error: {', '.join(dead)} exited; see {sup.log_dir}", err=True)
+                break
+            time.sleep(0.5)
+    finally:
+        click.echo("stopping farm…", err=True)
+        sup.stop()
+        pidfile(settings).unlink(missing_ok=True)
+    if not stopping:
+        sys.exit(1)
+
+
+def _detach(data_dir: Path, workers: int, concurrency: int, no_flower: bool) -> None:
+    settings = get_settings()
+    if read_pid(settings) and api_healthy(settings.resolved_api_url):
+        click.echo(f"farm is already running: API {settings.resolved_api_url}", err=True)
+        return
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "logs").mkdir(exist_ok=True)
+    args = ["up", "--workers", str(workers), "--concurrency", str(concurrency)]
+    if no_flower:
+        args.append("--no-flower")
+    with open(data_dir / "logs" / "farm-up.log", "ab") as out:
+        proc = subprocess.Popen(
+            farm_argv(*args),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise FarmError(f"farm up exited; see {data_dir / 'logs' / 'farm-up.log'}")
+        if api_healthy(settings.resolved_api_url) and read_pid(settings):
+            click.echo(
+                f"farm is up in the background (pid {proc.pid}): API "
+                f"{settings.resolved_api_url}"
+                + ("" if no_flower else f" · Flower http://127.0.0.1:{settings.flower_port}")
+                + f" · logs in {data_dir / 'logs'} · stop with `farm down`",
+                err=True,
+            )
+            return
+        time.sleep(0.3)
+    raise FarmError("farm up did not become healthy within 120 s")
+
+
+@cli.command()
+def down() -> None:
+    """Stop a farm started with `farm up --detach`."""
+    settings = get_settings()
+    pid = read_pid(settings)
+    if pid is None:
+        click.echo("farm is not running", err=True)
+        return
+    if not stop_pid(pid):
+        raise FarmError(f"farm (pid {pid}) did not stop within 60 s")
+    pidfile(settings).unlink(missing_ok=True)
+    click.echo("farm stopped", err=True)
+
+
+@cli.command()
+@click.option("--host", default=None)
+@click.option("--port", type=int, default=None)
+def api(host: str | None, port: int | None) -> None:
+    """Run the API and coordinator only (for multi-host installs)."""
+    import uvicorn
+
+    from farm.api.app import create_app
+
+    settings = get_settings()
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        log_level="info",
+        access_log=False,
+    )
+
+
+@cli.command()
+@click.option("--queues", "-Q", default=None, help="comma-separated queues (default: by tags)")
+@click.option("--tags", default=None, help="comma-separated worker tags (FARM_WORKER_TAGS)")
+@click.option("--concurrency", "-c", default=1, show_default=True, help="jobs at once")
+@click.option("--name", default=None, help="worker name (default: host name)")
+@click.option(
+    "--pool",
+    default="threads",
+    show_default=True,
+    type=click.Choice(["threads", "prefork", "solo"]),
+)
+def worker(
+    queues: str | None, tags: str | None, concurrency: int, name: str | None, pool: str
+) -> None:
+    """Run a Celery worker that runs jobs in Docker containers."""
+    from farm.coordinator.state import queues_for_worker
+
+    settings = get_settings()
+    if name:
+        os.environ["FARM_WORKER_NAME"] = name
+    tag_list = [t for t in (tags or ",".join(settings.worker_tags)).split(",") if t]
+    qs = queues or ",".join(queues_for_worker(tag_list))
+    from farm.tasks.run_job import app as celery_app
+
+    celery_app.worker_main(
+        [
+            "worker",
+            "--loglevel=INFO",
+            "-E",
+            "-Q",
+            qs,
+            "-c",
+            str(concurrency),
+            "-P",
+            pool,
+            "-n",
+            name or settings.worker_name,
+            "--without-mingle",
+            "--without-gossip",
+            "--disable-prefetch",
+        ]
+    )
+
+
+@cli.command()
+@click.option("--port", type=int, default=None)
+def flower(port: int | None) -> None:
+    """Run Flower, the Celery dashboard, on 127.0.0.1."""
+    settings = get_settings()
+    from farm.tasks.run_job import app as celery_app
+
+    celery_app.start(["flower", "--address=127.0.0.1", f"--port={port or settings.flower_port}"])
+
+
+# --- talking to the farm -------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("repo")
+@click.option("--ref", default=None, help="branch or tag (default: the repo's HEAD)")
+@click.option("--commit", default=None, help="exact commit (default: the ref's tip)")
+@click.option("--var", "variables", multiple=True, help="KEY=VALUE pipeline variable")
+@click.option("--wait", is_flag=True, help="follow the build; exit 0 on success, 1 otherwise")
+@click.option("--json", "as_json", is_flag=True, help="print the build document as JSON")
+@click.pass_context
+def submit(
+    ctx: click.Context,
+    repo: str,
+    ref: str | None,
+    commit: str | None,
+    variables: tuple[str, ...],
+    wait: bool,
+    as_json: bool,
+) -> None:
+    """Build REPO (a git URL or a local path) at a ref or commit."""
+    path = Path(repo).expanduser()
+    if path.exists():
+        repo = str(path.resolve())
+    body: dict[str, Any] = {
+        "repo": repo,
+        "ref": ref,
+        "commit": commit,
+        "variables": dict(_kv(v) for v in variables),
+    }
+    api_client = _api(ctx)
+    build = api_client.json("POST", "/api/v1/builds", json=body)
+    click.echo(
+        f"build {build['id']} created: {build['project']} @ {build['ref']} "
+        f"({build['commit'][:8]}), {len(build['jobs'])} jobs",
+        err=True,
+    )
+    if wait:
+        build = follow(api_client, build["id"])
+        _summary(build, ctx.obj)
+    if as_json:
+        click.echo(json.dumps(build, indent=2))
+    elif not wait:
+        click.echo(build["id"])
+    if wait and build["status"] != "success":
+        sys.exit(1)
+
+
+def _kv(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise click.BadParameter(f"{text!r} is not KEY=VALUE")
+    return key, value
+
+
+def _summary(build: dict[str, Any], api_url: str) -> None:
+    click.echo(f"build {build['id']}: {build['status']}", err=True)
+    if build.get("deliverable"):
+        d = build["deliverable"]
+        click.echo(f"deliverable {d['digest']}: {api_url}{d['url']}", err=True)
+
+
+@cli.command()
+@click.argument("build_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def status(ctx: click.Context, build_id: int, as_json: bool) -> None:
+    """Show a build and its jobs."""
+    build = _api(ctx).json("GET", f"/api/v1/builds/{build_id}")
+    if as_json:
+        click.echo(json.dumps(build, indent=2))
+        return
+    click.echo(
+        f"build {build['id']} · {build['project']} @ {build['ref']} "
+        f"({build['commit'][:8]}): {build['status']}"
+    )
+    for job in build["jobs"]:
+        extra = f" exit={job['exit_code']}" if job.get("exit_code") is not None else ""
+        reason = f" ({job['reason']})" if job.get("reason") else ""
+        click.echo(
+            f"  {job['id']:>6}  {job['stage']:<10} {job['name']:<30} {job['status']}{extra}{reason}"
+        )
+    _summary(build, ctx.obj)
+
+
+@cli.command()
+@click.argument("job_id", type=int)
+@click.option("-f", "--follow", "follow_", is_flag=True, help="keep reading while it runs")
+@click.pass_context
+def logs(ctx: click.Context, job_id: int, follow_: bool) -> None:
+    """Print a job's log (of its latest attempt)."""
+    api_client = _api(ctx)
+    cursor = 0
+    while True:
+        resp = api_client.request("GET", f"/api/v1/jobs/{job_id}/log", params={"after": cursor})
+        if resp.text:
+            sys.stdout.write(resp.text)
+            sys.stdout.flush()
+        cursor = int(resp.headers.get("X-Farm-Log-Cursor", cursor))
+        state = resp.headers.get("X-Farm-Job-Status", "")
+        if not follow_ or (
+            state not in ("created", "pending", "running", "manual") and not resp.text
+        ):
+            return
+        if not resp.text:
+            time.sleep(0.5)
+
+
+@cli.command()
+@click.argument("build_id", type=int)
+@click.pass_context
+def cancel(ctx: click.Context, build_id: int) -> None:
+    """Cancel a running build."""
+    build = _api(ctx).json("POST", f"/api/v1/builds/{build_id}/cancel")
+    click.echo(f"build {build['id']}: {build['status']}")
+
+
+@cli.command()
+@click.argument("job_id", type=int)
+@click.pass_context
+def play(ctx: click.Context, job_id: int) -> None:
+    """Start a manual job."""
+    job = _api(ctx).json("POST", f"/api/v1/jobs/{job_id}/play")
+    click.echo(f"job {job['id']} ({job['name']}): {job['status']}")
+
+
+cli.add_command(lint)
+cli.add_command(artifacts_cmd.artifacts)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="farm")
+
+
+if __name__ == "__main__":
+    main()

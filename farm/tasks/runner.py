@@ -1,0 +1,234 @@
+"""One job attempt on a worker: claim, lay out the workspace, run the container, report.
+
+The worker decides nothing about the build: it asks the coordinator for the
+attempt (a stale or duplicated message gets no assignment and does nothing),
+fetches inputs by digest over HTTP, runs the container and reports back.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from farm.errors import FarmError, ImageNotFound
+from farm.executor.base import ContainerJob, Executor, Limits, Mount, RunResult
+from farm.executor.reaper import job_labels
+from farm.pipeline.model import ServiceSpec
+from farm.registry.archive import pack, unpack
+from farm.registry.client import RegistryClient
+from farm.settings import Settings
+from farm.tasks.api_client import CoordinatorClient
+from farm.tasks.logstream import LogStream
+from farm.tasks.scripts import write_scripts
+
+log = logging.getLogger("farm.worker")
+# Which farm a container belongs to: reapers of another farm on the same dockerd
+# (a second install, a test farm) must leave it alone.
+LABEL_API = "farm.api"
+
+
+@dataclass
+class JobRunner:
+    """Runs claimed job attempts with an executor; one instance per worker process."""
+
+    settings: Settings
+    executor: Executor
+    coordinator: CoordinatorClient
+    registry: RegistryClient
+
+    def run(self, job_id: int, attempt: int) -> str:
+        """Run ``attempt`` of ``job_id`` if it is still ours to run; returns what happened."""
+        worker = self.settings.worker_name
+        spec = self.coordinator.claim(job_id, attempt, worker)
+        if spec is None:
+            log.info("job %s attempt %s is stale or taken; nothing to do", job_id, attempt)
+            return "stale"
+        jobdir = self.settings.resolved_work_dir / f"job-{job_id}-{attempt}-{uuid.uuid4().hex[:8]}"
+        try:
+            with LogStream(self.coordinator, job_id, attempt) as logs:
+                result, artifacts = self._execute(spec, jobdir, logs)
+            self.coordinator.finish(job_id, attempt, _report(result, artifacts))
+            return result.reason or f"exit {result.exit_code}"
+        finally:
+            shutil.rmtree(jobdir, ignore_errors=True)
+
+    def _execute(
+        self, spec: dict[str, Any], jobdir: Path, logs: LogStream
+    ) -> tuple[RunResult, list[dict[str, Any]]]:
+        workspace = jobdir / "workspace"
+        workspace.mkdir(parents=True)
+        logs.system(f"Running on {self.settings.worker_name} with image {spec['image']}")
+        try:
+            variables = self._fetch_inputs(spec, jobdir, workspace, logs)
+            write_scripts(
+                jobdir / "farm", spec["before_script"], spec["script"], spec["after_script"]
+            )
+            result = self.executor.run(
+                self._container(spec, jobdir, variables), logs.write, logs.canceled
+            )
+        except ImageNotFound as exc:
+            result = RunResult(exit_code=None, reason="image_not_found", message=str(exc))
+        except FarmError as exc:
+            result = RunResult(exit_code=None, reason="executor_error", message=str(exc))
+        if result.message:
+            logs.system(result.message)
+        if result.reason == "timeout":
+            logs.system(f"job exceeded its timeout of {spec['timeout']} s and was killed")
+        if result.reason == "canceled":
+            return result, []
+        try:
+            artifacts = self._collect(spec, jobdir, workspace, result, logs)
+        except FarmError as exc:
+            logs.system(f"uploading artifacts failed: {exc}")
+            return RunResult(
+                exit_code=result.exit_code, reason="executor_error", message=str(exc)
+            ), []
+        status = "succeeded" if result.exit_code == 0 and not result.reason else "failed"
+        logs.system(
+            f"Job {status}" + (f" (exit code {result.exit_code})" if result.exit_code else "")
+        )
+        return result, artifacts
+
+    def _fetch_inputs(
+        self, spec: dict[str, Any], jobdir: Path, workspace: Path, logs: LogStream
+    ) -> dict[str, str]:
+        inbox = jobdir / "in"
+        inbox.mkdir()
+        snap = inbox / "snapshot.tar"
+        self.registry.download_to(spec["snapshot_digest"], snap)
+        unpack(snap, workspace)
+        snap.unlink()
+        variables = dict(spec["variables"])
+        for item in spec["inputs"]:
+            dest = inbox / item["digest"].replace(":", "_")
+            self.registry.download_to(item["digest"], dest)
+            if item["kind"] == "dotenv":
+                variables.update(parse_dotenv(dest.read_text(errors="replace")))
+            else:
+                logs.system(f"Downloading artifacts of {item['job']} ({item['size']} bytes)")
+                unpack(dest, workspace)
+            dest.unlink()
+        return variables
+
+    def _container(
+        self, spec: dict[str, Any], jobdir: Path, variables: dict[str, str]
+    ) -> ContainerJob:
+        limits = spec["limits"]
+        services = tuple(
+            ServiceSpec(
+                name=s["name"],
+                alias=tuple(s.get("alias") or ()),
+                entrypoint=tuple(s["entrypoint"]) if s.get("entrypoint") else None,
+                command=tuple(s["command"]) if s.get("command") else None,
+                variables=dict(s.get("variables") or {}),
+            )
+            for s in spec.get("services") or ()
+        )
+        entry = spec.get("image_entrypoint")
+        return ContainerJob(
+            image=spec["image"],
+            command=("sh", "/farm/run.sh"),
+            entrypoint=tuple(entry) if entry else None,
+            env=variables,
+            mounts=(
+                Mount(str(jobdir / "workspace"), spec["project_dir"]),
+                Mount(str(jobdir / "farm"), "/farm", read_only=True),
+            ),
+            workdir=spec["project_dir"],
+            labels={
+                **job_labels(
+                    spec["build_id"], spec["job_id"], spec["attempt"], self.settings.worker_name
+                ),
+                LABEL_API: self.settings.resolved_api_url,
+            },
+            timeout=float(spec["timeout"]),
+            limits=Limits(
+                memory_bytes=int(limits["memory"]),
+                nano_cpus=int(float(limits["cpus"]) * 1e9),
+                pids=int(limits["pids"]),
+            ),
+            network=self.settings.job_network,
+            services=services,
+            name=f"farm-{spec['build_id']}-{spec['job_id']}-{spec['attempt']}-"
+            f"{uuid.uuid4().hex[:6]}",
+        )
+
+    def _collect(
+        self,
+        spec: dict[str, Any],
+        jobdir: Path,
+        workspace: Path,
+        result: RunResult,
+        logs: LogStream,
+    ) -> list[dict[str, Any]]:
+        art = spec.get("artifacts")
+        if not art:
+            return []
+        ok = result.exit_code == 0 and result.reason is None
+        when = art.get("when", "on_success")
+        if not (when == "always" or (when == "on_success") == ok):
+            return []
+        out: list[dict[str, Any]] = []
+        if art.get("paths"):
+            dest = jobdir / "artifacts.tar.gz"
+            files = pack(workspace, art["paths"], art.get("exclude") or (), dest=dest)
+            if files:
+                info = self.registry.upload_file(dest)
+                logs.system(
+                    f"Uploaded {len(files)} artifact files ({info.size} bytes, {info.digest[:19]})"
+                )
+                out.append(
+                    {
+                        "name": art.get("name") or spec["name"],
+                        "kind": "archive",
+                        "digest": info.digest,
+                        "size": info.size,
+                        "expire_in": art.get("expire_in"),
+                    }
+                )
+            else:
+                logs.system("WARNING: no files matched artifacts:paths")
+        for rel in art.get("dotenv") or ():
+            path = workspace / rel
+            if path.is_file() and path.resolve().is_relative_to(workspace.resolve()):
+                info = self.registry.upload_file(path)
+                out.append(
+                    {
+                        "name": rel,
+                        "kind": "dotenv",
+                        "digest": info.digest,
+                        "size": info.size,
+                        "expire_in": art.get("expire_in"),
+                    }
+                )
+        return out
+
+
+def parse_dotenv(text: str) -> dict[str, str]:
+    """GitLab's ``artifacts:reports:dotenv``: KEY=VALUE lines, no expansion."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        key = key.strip().removeprefix("export ").strip()
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        if key.replace("_", "a").isalnum():
+            out[key] = value
+    return out
+
+
+def _report(result: RunResult, artifacts: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "exit_code": result.exit_code,
+        "reason": result.reason,
+        "message": result.message,
+        "artifacts": artifacts,
+    }
