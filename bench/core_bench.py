@@ -46,6 +46,7 @@ def pipeline(jobs: int) -> str:
 
 
 def start_farm(root: Path, concurrency: int) -> tuple[Farm, subprocess.Popen[bytes]]:
+    root.mkdir(parents=True, exist_ok=True)
     port, rport = free_port(), free_port()
     redis = subprocess.Popen(["redis-server", "--bind", "127.0.0.1", "--port", str(rport),
                               "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
