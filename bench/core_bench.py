@@ -29,8 +29,11 @@ def raw_docker(jobs: int, concurrency: int) -> float:
     """Wall time of ``jobs`` `docker run --rm` calls, ``concurrency`` at a time."""
 
     def one(_: int) -> None:
-        subprocess.run(["docker", "run", "--rm", "--network", "none", BUSYBOX, "sleep", SLEEP],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["docker", "run", "--rm", "--network", "none", BUSYBOX, "sleep", SLEEP],
+            check=True,
+            capture_output=True,
+        )
 
     start = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
@@ -48,14 +51,36 @@ def pipeline(jobs: int) -> str:
 def start_farm(root: Path, concurrency: int) -> tuple[Farm, subprocess.Popen[bytes]]:
     root.mkdir(parents=True, exist_ok=True)
     port, rport = free_port(), free_port()
-    redis = subprocess.Popen(["redis-server", "--bind", "127.0.0.1", "--port", str(rport),
-                              "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
-    farm = Farm(url=f"http://127.0.0.1:{port}",
-                env=farm_env(root, f"redis://127.0.0.1:{rport}/0", port), data_dir=root)
+    redis = subprocess.Popen(
+        [
+            "redis-server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(rport),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    farm = Farm(
+        url=f"http://127.0.0.1:{port}",
+        env=farm_env(root, f"redis://127.0.0.1:{rport}/0", port),
+        data_dir=root,
+    )
     farm.start("api", "api")
     wait_for(lambda: _ok(farm), 60, "API")
-    farm.start("worker", "worker", "--concurrency", str(concurrency), "--name", "bench@local",
-               extra_env={"FARM_WORKER_NAME": "bench@local"})
+    farm.start(
+        "worker",
+        "worker",
+        "--concurrency",
+        str(concurrency),
+        "--name",
+        "bench@local",
+        extra_env={"FARM_WORKER_NAME": "bench@local"},
+    )
     wait_for(lambda: "ready" in (root / "worker.log").read_text(errors="replace"), 60, "worker")
     return farm, redis
 
@@ -114,7 +139,7 @@ def main() -> None:
         f"| farm, submit → build finished | {wall:.2f} s |\n"
         f"| **ratio farm / raw** (target ≤ 1.25) | **{ratio:.2f}** |\n"
         f"| submit → first job started (p50) | {statistics.median(firsts) * 1000:.0f} ms |\n"
-        f"| overhead per job ((farm − raw) × C / N) | {per_job * 1000:.0f} ms |\n"
+        f"| overhead per job ((farm - raw) * C / N) | {per_job * 1000:.0f} ms |\n"
         f"| rounds, raw (s) | {', '.join(f'{x:.2f}' for x in raws)} |\n"
         f"| rounds, farm (s) | {', '.join(f'{x:.2f}' for x in walls)} |\n"
     )

@@ -17,6 +17,10 @@ class BuildRequest(BaseModel):
     ref: str | None = Field(default=None, description="branch or tag; default: the repo's HEAD")
     commit: str | None = Field(default=None, description="exact commit; default: the ref's tip")
     variables: dict[str, str] = Field(default_factory=dict)
+    secrets: dict[str, str] = Field(
+        default_factory=dict,
+        description="masked variables: given to jobs, masked in logs, never shown",
+    )
 
 
 class ArtifactOut(BaseModel):
@@ -28,6 +32,7 @@ class ArtifactOut(BaseModel):
     size: int
     url: str
     expires_at: datetime | None = None
+    files: list[str] = Field(default_factory=list)
 
     @classmethod
     def of(cls, a: ArtifactRecord) -> ArtifactOut:
@@ -39,6 +44,7 @@ class ArtifactOut(BaseModel):
             size=a.size,
             url=f"/api/v1/artifacts/{a.digest}",
             expires_at=a.expires_at,
+            files=list(a.files),
         )
 
 

@@ -13,6 +13,7 @@ from farm.coordinator.service import Coordinator
 from farm.settings import Settings
 
 DEFAULT_IMAGE = "farm/debian:bookworm"
+MIN_MASK = 4  # shorter values would mask common words all over the log
 
 
 def _upstream_artifacts(build: BuildRecord, job: JobRecord) -> list[dict[str, Any]]:
@@ -78,7 +79,7 @@ def job_variables(build: BuildRecord, job: JobRecord, settings: Settings) -> dic
     if job.spec.node_index is not None:
         predefined["CI_NODE_INDEX"] = str(job.spec.node_index)
         predefined["CI_NODE_TOTAL"] = str(job.spec.node_total or 1)
-    return {**predefined, **job.spec.variables, **build.variables}
+    return {**predefined, **job.spec.variables, **build.variables, **build.secrets}
 
 
 def assignment(build: BuildRecord, job: JobRecord, settings: Settings) -> dict[str, Any]:
@@ -106,6 +107,10 @@ def assignment(build: BuildRecord, job: JobRecord, settings: Settings) -> dict[s
         "cache": spec.to_dict()["cache"],
         "services": spec.to_dict()["services"],
         "coverage": spec.coverage,
+        # Values the worker masks in the log before it leaves the worker.
+        "masks": sorted(
+            {v for v in build.secrets.values() if len(v) >= MIN_MASK}, key=len, reverse=True
+        ),
         "limits": {
             "memory": settings.job_memory,
             "cpus": settings.job_cpus,

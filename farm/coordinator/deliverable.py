@@ -21,7 +21,13 @@ def manifest_dict(build: BuildRecord) -> dict[str, Any]:
     artifacts: list[dict[str, Any]] = []
     for job in build.jobs:
         arts = [
-            {"name": a.name, "kind": a.kind, "digest": a.digest, "size": a.size}
+            {
+                "name": a.name,
+                "kind": a.kind,
+                "digest": a.digest,
+                "size": a.size,
+                "files": list(a.files),
+            }
             for a in job.artifacts
         ]
         jobs.append(

@@ -22,6 +22,7 @@ class ArtifactRecord:
     size: int
     created_at: datetime
     expires_at: datetime | None = None
+    files: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class JobRecord:
     heartbeat_at: datetime | None = None
     lost_count: int = 0
     log_bytes: int = 0
+    coverage: float | None = None
     artifacts: tuple[ArtifactRecord, ...] = ()
 
 
@@ -69,6 +71,7 @@ class BuildRecord:
     cancel_requested: bool = False
     deliverable_digest: str | None = None
     error: str | None = None
+    secrets: dict[str, str] = field(default_factory=dict)
     jobs: tuple[JobRecord, ...] = ()
 
     def job_named(self, name: str) -> JobRecord | None:
@@ -90,4 +93,5 @@ class NewBuild:
     stages: tuple[str, ...]
     variables: dict[str, str]
     jobs: tuple[tuple[JobSpec, str], ...]  # (spec, queue) in definition order
+    secrets: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)

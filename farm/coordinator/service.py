@@ -252,6 +252,7 @@ class Coordinator:
                 kind=str(art.get("kind", "archive")),
                 digest=str(art["digest"]),
                 size=int(art["size"]),
+                files=[str(f) for f in art.get("files") or ()] or None,
                 expires_at=now + timedelta(seconds=int(expire)) if expire else None,
             )
         self.advance(job.build_id)

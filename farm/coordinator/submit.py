@@ -25,6 +25,7 @@ class Submission:
     ref: str | None = None
     commit: str | None = None
     variables: tuple[tuple[str, str], ...] = ()
+    secrets: tuple[tuple[str, str], ...] = ()  # masked variables
     source: str = "api"  # CI_PIPELINE_SOURCE: api, push, web, trigger, schedule
 
 
@@ -66,7 +67,12 @@ def submit(coord: Coordinator, sub: Submission) -> BuildRecord:
             f"no .farm-ci.yml or .gitlab-ci.yml at commit {src.commit[:8]} of {where}"
         )
     text = src.read(name) or ""
-    variables = {**predefined_variables(src, sub.source), **dict(sub.variables)}
+    # Secrets are known to rules (as on GitLab) but never copied into job specs.
+    variables = {
+        **predefined_variables(src, sub.source),
+        **dict(sub.variables),
+        **dict(sub.secrets),
+    }
     context = PipelineContext(
         variables=variables, files=files, read=src.read, changed=src.changed()
     )
@@ -85,6 +91,7 @@ def submit(coord: Coordinator, sub: Submission) -> BuildRecord:
         stages=pipeline.stages,
         variables=dict(sub.variables),  # job specs already carry the pipeline's own
         jobs=tuple((job, queue_for(job.tags)) for job in pipeline.jobs),
+        secrets=dict(sub.secrets),
     )
     build_id = coord.store.create_build(new, status="pending")
     return coord.advance(build_id)

@@ -44,6 +44,7 @@ def _artifact(row: ArtifactRow) -> ArtifactRecord:
         size=row.size,
         created_at=_aware(row.created_at) or utcnow(),
         expires_at=_aware(row.expires_at),
+        files=tuple(row.files or ()),
     )
 
 
@@ -66,6 +67,7 @@ def _job(row: JobRow, artifacts: Iterable[ArtifactRow] = ()) -> JobRecord:
         heartbeat_at=_aware(row.heartbeat_at),
         lost_count=row.lost_count,
         log_bytes=row.log_bytes,
+        coverage=row.coverage,
         artifacts=tuple(_artifact(a) for a in artifacts),
     )
 
@@ -89,6 +91,7 @@ def _build(row: BuildRow, jobs: tuple[JobRecord, ...] = ()) -> BuildRecord:
         cancel_requested=row.cancel_requested,
         deliverable_digest=row.deliverable_digest,
         error=row.error,
+        secrets=dict(row.secrets or {}),
         jobs=jobs,
     )
 
@@ -122,6 +125,7 @@ class Store:
                 variables=dict(new.variables),
                 created_at=utcnow(),
                 cancel_requested=False,
+                secrets=dict(new.secrets) or None,
             )
             s.add(row)
             s.flush()
@@ -138,6 +142,7 @@ class Store:
                         queue=queue,
                         lost_count=0,
                         log_bytes=0,
+                        resource_group=spec.resource_group,
                     )
                 )
             return row.id
@@ -234,6 +239,7 @@ class Store:
         digest: str,
         size: int,
         expires_at: datetime | None = None,
+        files: list[str] | None = None,
     ) -> ArtifactRecord:
         """Record a stored blob as an artifact of a build (and job)."""
         with self._tx() as s:
@@ -246,6 +252,7 @@ class Store:
                 size=size,
                 created_at=utcnow(),
                 expires_at=expires_at,
+                files=files,
             )
             s.add(row)
             s.flush()

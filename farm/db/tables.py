@@ -5,7 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -35,6 +46,8 @@ class BuildRow(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     deliverable_digest: Mapped[str | None] = mapped_column(String(80), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Masked variables: passed to jobs, masked in logs, never served by the API.
+    secrets: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
 
 
 class JobRow(Base):
@@ -59,6 +72,8 @@ class JobRow(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     lost_count: Mapped[int] = mapped_column(Integer, default=0)
     log_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    coverage: Mapped[float | None] = mapped_column(Float, nullable=True)
+    resource_group: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
 
 
 class ArtifactRow(Base):
@@ -77,6 +92,7 @@ class ArtifactRow(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    files: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
 
 
 class LogChunkRow(Base):

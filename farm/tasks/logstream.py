@@ -14,6 +14,7 @@ import time
 from types import TracebackType
 
 from farm.tasks.api_client import CoordinatorClient
+from farm.tasks.masking import Masker
 
 log = logging.getLogger("farm.worker")
 
@@ -28,6 +29,7 @@ class LogStream:
         attempt: int,
         interval: float = 0.3,
         heartbeat: float = 2.0,
+        masks: list[str] | None = None,
     ) -> None:
         self._client = client
         self._job = job_id
@@ -36,6 +38,7 @@ class LogStream:
         self._heartbeat = heartbeat
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._buf: list[str] = []
+        self._masker = Masker(masks or ())
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._go_on = True
@@ -56,11 +59,12 @@ class LogStream:
         text = self._decoder.decode(data)
         if text:
             with self._lock:
-                self._buf.append(text)
+                self._buf.append(self._masker.feed(text))
 
     def system(self, message: str) -> None:
         """A line from farm itself, shown in the job log."""
         with self._lock:
+            self._buf.append(self._masker.flush())
             self._buf.append(f"\x1b[36;1m[farm] {message}\x1b[0m\n")
 
     def canceled(self) -> bool:
@@ -96,7 +100,7 @@ class LogStream:
         if self._thread.is_alive():
             self._thread.join(timeout=5)
         tail = self._decoder.decode(b"", final=True)
-        if tail:
-            with self._lock:
-                self._buf.append(tail)
+        with self._lock:
+            self._buf.append(self._masker.feed(tail))
+            self._buf.append(self._masker.flush())
         self._flush()

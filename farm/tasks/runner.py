@@ -49,7 +49,7 @@ class JobRunner:
             return "stale"
         jobdir = self.settings.resolved_work_dir / f"job-{job_id}-{attempt}-{uuid.uuid4().hex[:8]}"
         try:
-            with LogStream(self.coordinator, job_id, attempt) as logs:
+            with LogStream(self.coordinator, job_id, attempt, masks=spec.get("masks")) as logs:
                 result, artifacts = self._execute(spec, jobdir, logs)
             self.coordinator.finish(job_id, attempt, _report(result, artifacts))
             return result.reason or f"exit {result.exit_code}"
@@ -188,6 +188,7 @@ class JobRunner:
                         "digest": info.digest,
                         "size": info.size,
                         "expire_in": art.get("expire_in"),
+                        "files": files,
                     }
                 )
             else:

@@ -22,6 +22,7 @@ def create_build(body: BuildRequest, coord: CoordinatorDep, response: Response) 
             ref=body.ref,
             commit=body.commit,
             variables=tuple(body.variables.items()),
+            secrets=tuple(body.secrets.items()),
         ),
     )
     response.headers["Location"] = f"/api/v1/builds/{build.id}"
