@@ -1,0 +1,109 @@
+"""`farm up` as a user runs it: its own Redis, API, a worker and Flower; then `farm down`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.farmtest import BUSYBOX, free_port, make_repo, wait_for
+
+
+def _farm(
+    env: dict[str, str], *args: str, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "farm.cli.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory: pytest.TempPathFactory, docker_client: object) -> Iterator[dict[str, str]]:
+    data = tmp_path_factory.mktemp("up")
+    api_port, flower_port, redis_port = free_port(), free_port(), free_port()
+    env = {
+        **os.environ,
+        "FARM_DATA_DIR": str(data),
+        "FARM_API_PORT": str(api_port),
+        "FARM_FLOWER_PORT": str(flower_port),
+        # Nothing listens there: `farm up` must start its own redis-server.
+        "FARM_BROKER_URL": f"redis://127.0.0.1:{redis_port}/0",
+    }
+    env.pop("FARM_API_URL", None)
+    started = _farm(env, "up", "--detach", "--workers", "1", "--concurrency", "2")
+    assert started.returncode == 0, started.stderr
+    assert f"127.0.0.1:{api_port}" in started.stderr
+    env["FLOWER_URL"] = f"http://127.0.0.1:{flower_port}"
+
+    def flower_sees_worker() -> bool:
+        try:
+            return bool(httpx.get(env["FLOWER_URL"] + "/api/workers", timeout=2).json())
+        except (httpx.HTTPError, ValueError):
+            return False
+
+    # Flower only shows tasks whose events it received: let it connect first.
+    wait_for(flower_sees_worker, 90, "Flower to see the worker")
+    yield env
+    down = _farm(env, "down")
+    assert down.returncode == 0, down.stderr
+
+
+def test_up_starts_redis_api_and_is_idempotent(up: dict[str, str]) -> None:
+    redis_log = Path(up["FARM_DATA_DIR"]) / "logs" / "redis.log"
+    assert redis_log.exists()
+    again = _farm(up, "up", "--detach")
+    assert again.returncode == 0 and "already running" in again.stderr
+
+
+def test_submit_wait_succeeds_and_shows_progress(up: dict[str, str], tmp_path: Path) -> None:
+    pipeline = f"image: {BUSYBOX}\nhello:\n  script: [echo hello-from-farm, sleep 2]\n"
+    repo = make_repo(tmp_path / "ok", {".farm-ci.yml": pipeline})
+    run = _farm(up, "submit", str(repo), "--wait", "--json")
+    assert run.returncode == 0, run.stderr
+    assert "hello: running" in run.stderr and "hello: success" in run.stderr
+    assert "deliverable sha256:" in run.stderr
+    import json
+
+    build = json.loads(run.stdout)
+    assert build["status"] == "success"
+    job_id = str(build["jobs"][0]["id"])
+    logs = _farm(up, "logs", job_id)
+    assert logs.returncode == 0 and "hello-from-farm" in logs.stdout
+    status = _farm(up, "status", str(build["id"]))
+    assert status.returncode == 0 and "success" in status.stdout
+
+    def flower_names() -> bool:
+        try:
+            tasks = httpx.get(up["FLOWER_URL"] + "/api/tasks", timeout=2).json()
+        except (httpx.HTTPError, ValueError):
+            return False
+        return any(t.get("name") == f"build {build['id']} · hello #1" for t in tasks.values())
+
+    wait_for(flower_names, 60, "the task, named after build and job, in Flower")
+
+
+def test_submit_wait_exits_1_on_a_failed_build(up: dict[str, str], tmp_path: Path) -> None:
+    repo = make_repo(
+        tmp_path / "bad", {".farm-ci.yml": f"image: {BUSYBOX}\nno:\n  script: [exit 4]\n"}
+    )
+    run = _farm(up, "submit", str(repo), "--wait")
+    assert run.returncode == 1
+    assert "no: failed (exit 4)" in run.stderr
+
+
+def test_cli_errors_are_one_line(up: dict[str, str], tmp_path: Path) -> None:
+    missing = _farm(up, "status", "999999")
+    assert missing.returncode != 0
+    assert missing.stderr.strip().startswith("error:") and "\n" not in missing.stderr.strip()
+    nowhere = _farm({**up, "FARM_API_URL": f"http://127.0.0.1:{free_port()}"}, "status", "1")
+    assert nowhere.returncode != 0 and "cannot reach the farm API" in nowhere.stderr
+    assert "Traceback" not in nowhere.stderr
