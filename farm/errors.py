@@ -13,12 +13,14 @@ line. Nothing else is raised on purpose.
     ├── SourceError              repository, ref or commit that cannot be read
     ├── NotFound                 a build, job, artifact or release that does not exist
     ├── Conflict                 a state change that is no longer possible
+    ├── InvalidRequest           well-formed, but asks for the impossible (release a red build)
     ├── RegistryError            blob storage problems
     │   ├── DigestMismatch       bytes whose sha256 is not the one promised
     │   ├── BlobNotFound         no blob with that digest
     │   ├── CorruptBlob          stored bytes no longer match their digest
     │   ├── UploadError          bad offset, size over the limit, unknown session
-    │   └── UnsafeArchive        an archive member escaping its root
+    │   ├── UnsafeArchive        an archive member escaping its root
+    │   └── SignatureError       a provenance envelope whose signature does not verify
     ├── ExecutorError            the container runtime failed (not the job)
     │   └── ImageNotFound        the job's image is not available locally
     └── ServiceUnavailable       Redis, Docker or the API does not answer
@@ -94,6 +96,12 @@ class Conflict(FarmError):
     http_status = 409
 
 
+class InvalidRequest(FarmError):
+    """A well-formed request that asks for something impossible (e.g. release a red build)."""
+
+    http_status = 422
+
+
 class RegistryError(FarmError):
     """Blob storage problems."""
 
@@ -126,6 +134,12 @@ class UploadError(RegistryError):
 
 class UnsafeArchive(RegistryError):
     """An archive member that would escape its root (``..``, absolute, symlink out)."""
+
+    http_status = 400
+
+
+class SignatureError(RegistryError):
+    """A signed statement whose signature, key or subjects do not check out."""
 
     http_status = 400
 

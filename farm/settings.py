@@ -11,8 +11,9 @@ import os
 import socket
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -58,6 +59,17 @@ class Settings(BaseSettings):
     watchdog_interval: float = 5.0
     reap_interval: float = 30.0
 
+    # Registry: where blobs live, how long unreferenced ones survive, who signs provenance
+    blob_store: Literal["fs", "s3"] = "fs"
+    s3_endpoint: str | None = None  # e.g. http://127.0.0.1:9000 (MinIO); None = AWS default
+    s3_bucket: str = "farm"
+    s3_prefix: str = ""  # key prefix inside the bucket, e.g. "farm/"
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None  # None: boto3's usual credential chain
+    s3_secret_access_key: SecretStr | None = None
+    gc_grace_seconds: int = 3600  # unreferenced blobs younger than this are kept (uploads race GC)
+    provenance_builder_id: str | None = None  # SLSA builder.id; default from the API URL
+
     @property
     def resolved_api_url(self) -> str:
         """The API base URL clients and workers talk to."""
@@ -72,6 +84,11 @@ class Settings(BaseSettings):
     def blob_dir(self) -> Path:
         """Root of the filesystem blob store."""
         return self.data_dir / "registry"
+
+    @property
+    def key_dir(self) -> Path:
+        """Where the farm keeps its provenance signing key (created on first start)."""
+        return self.data_dir / "keys"
 
     @property
     def resolved_work_dir(self) -> Path:

@@ -46,6 +46,8 @@ pkg_ok busybox-static || missing+=(busybox-static)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 command -v git >/dev/null || missing+=(git)
 pkg_ok ca-certificates || missing+=(ca-certificates)
+# PostgreSQL: the store's contract tests run against a real server too.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 if ! command -v "$PYTHON" >/dev/null; then
   missing+=(python3 python3-venv)
 elif [[ $(command -v "$PYTHON") == /usr/bin/* ]] && ! "$PYTHON" -c 'import ensurepip' 2>/dev/null; then

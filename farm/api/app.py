@@ -17,12 +17,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from farm import __version__
-from farm.api.routers import blobs, builds, jobs, worker
+from farm.api.routers import admin, blobs, builds, caches, jobs, registry, releases, worker
 from farm.coordinator.service import Coordinator
+from farm.db.releases import RegistryDb
 from farm.db.repository import Store
 from farm.db.session import make_engine, make_sessionmaker, migrate
 from farm.errors import FarmError, PipelineError
-from farm.registry.blobstore import FilesystemBlobStore
+from farm.registry.factory import (
+    ProvenanceRecorder,
+    builder_id,
+    make_blob_store,
+    signing_key,
+)
 from farm.settings import Settings, get_settings
 from farm.tasks.app import CeleryDispatcher, make_celery
 
@@ -47,10 +53,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url)
     migrate(engine)
-    store = Store(make_sessionmaker(engine))
-    blobstore = FilesystemBlobStore(settings.blob_dir)
+    store_sessions = make_sessionmaker(engine)
+    store = Store(store_sessions)
+    blobstore = make_blob_store(settings)
     celery = make_celery(settings)
     coord = Coordinator(store, blobstore, CeleryDispatcher(celery), settings)
+    # Provenance: every green build gets a statement signed with the farm's key.
+    key = signing_key(settings)
+    coord.on_build_finished.append(ProvenanceRecorder(store, blobstore, key, builder_id(settings)))
     stop = threading.Event()
 
     @asynccontextmanager
@@ -76,6 +86,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.blobstore = blobstore
     app.state.coordinator = coord
     app.state.celery = celery
+    app.state.registry_db = RegistryDb(store_sessions)
+    app.state.signing_key = key
 
     @app.exception_handler(FarmError)
     async def _farm_error(_: Request, exc: FarmError) -> JSONResponse:
@@ -111,6 +123,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             lines.append(f'farm_jobs{{status="{status}"}} {count}')
         return "\n".join(lines) + "\n"
 
-    for r in (builds.router, jobs.router, worker.router, blobs.router):
+    for r in (
+        builds.router,
+        jobs.router,
+        worker.router,
+        caches.router,
+        blobs.router,
+        registry.router,
+        releases.router,
+        admin.router,
+    ):
         app.include_router(r)
     return app

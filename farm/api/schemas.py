@@ -68,6 +68,7 @@ class JobOut(BaseModel):
     finished_at: datetime | None
     duration: float | None
     artifacts: list[ArtifactOut]
+    coverage: float | None = None  # from the job's ``coverage:`` regex over its log
 
     @classmethod
     def of(cls, j: JobRecord) -> JobOut:
@@ -93,6 +94,7 @@ class JobOut(BaseModel):
             finished_at=j.finished_at,
             duration=duration,
             artifacts=[ArtifactOut.of(a) for a in j.artifacts],
+            coverage=j.coverage,
         )
 
 

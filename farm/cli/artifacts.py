@@ -1,34 +1,93 @@
-"""``farm artifacts``: list and download a build's artifacts, checked by digest."""
+"""``farm artifacts``: list, download and verify artifacts, checked by digest.
+
+``verify --provenance`` checks a build's signed SLSA provenance offline: the DSSE
+signature against a public key the user holds (``--key``), then that every subject's
+digest matches the bytes actually downloaded.  Without ``--key`` the farm's key is
+fetched from the API, which only proves consistency with that server (said so).
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
+from typing import Any
 
 import click
 
 from farm.cli.client import ApiClient
-from farm.errors import DigestMismatch
+from farm.errors import DigestMismatch, SignatureError
+from farm.registry.provenance import (
+    key_id,
+    load_public_key,
+    mismatched_subjects,
+    subject_digests,
+    verify_envelope,
+)
 
 
 @click.group()
 def artifacts() -> None:
-    """List and download artifacts."""
+    """List, download and verify artifacts."""
 
 
 @artifacts.command("ls")
-@click.argument("build_id", type=int)
+@click.argument("build_id", type=int, required=False)
+@click.option("--project", default=None, help="only this project")
+@click.option("--ref", default=None, help="only builds of this branch or tag")
+@click.option("--commit", default=None, help="only builds of this commit (or sha prefix)")
+@click.option("--name", default=None, help="only artifacts with this name")
+@click.option("--kind", default=None, help="archive, dotenv, deliverable or provenance")
+@click.option("--json", "as_json", is_flag=True, help="print the list as JSON")
 @click.pass_context
-def ls(ctx: click.Context, build_id: int) -> None:
-    """Artifacts of every job of BUILD_ID."""
-    build = ApiClient(ctx.obj).json("GET", f"/api/v1/builds/{build_id}")
-    for job in build["jobs"]:
-        for art in job["artifacts"]:
-            click.echo(
-                f"{art['digest']}  {art['size']:>10}  {job['name']}  {art['name']}  ({art['kind']})"
-            )
-    if build.get("deliverable"):
-        click.echo(f"{build['deliverable']['digest']}  deliverable")
+def ls(
+    ctx: click.Context,
+    build_id: int | None,
+    project: str | None,
+    ref: str | None,
+    commit: str | None,
+    name: str | None,
+    kind: str | None,
+    as_json: bool,
+) -> None:
+    """Artifacts of BUILD_ID, or of every build matching the filters (newest first)."""
+    params = {"build": build_id, "project": project, "ref": ref, "commit": commit}
+    params.update({"name": name, "kind": kind})
+    query = {k: v for k, v in params.items() if v is not None}
+    rows: list[dict[str, Any]] = ApiClient(ctx.obj).json("GET", "/api/v1/artifacts", params=query)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for a in rows:
+        job = a.get("job_name") or "-"
+        click.echo(
+            f"{a['digest']}  {a['size']:>10}  #{a['build']} {a['project']}@{a['ref']} "
+            f"{a['commit'][:10]}  {job}  {a['name']}  ({a['kind']})"
+        )
+
+
+def _download(client: ApiClient, digest: str, output: Path | None = None) -> tuple[str, int]:
+    """Stream an artifact, hashing it (and writing it to ``output``); (digest, size)."""
+    hasher = hashlib.sha256()
+    size = 0
+    tmp = output.with_name(output.name + ".part") if output else None
+    fh = tmp.open("wb") if tmp else None
+    try:
+        for chunk in client.stream(f"/api/v1/artifacts/{digest}"):
+            hasher.update(chunk)
+            size += len(chunk)
+            if fh:
+                fh.write(chunk)
+    finally:
+        if fh:
+            fh.close()
+    actual = "sha256:" + hasher.hexdigest()
+    if tmp and output:
+        if actual != digest:
+            tmp.unlink(missing_ok=True)
+        else:
+            tmp.replace(output)
+    return actual, size
 
 
 @artifacts.command("get")
@@ -37,15 +96,84 @@ def ls(ctx: click.Context, build_id: int) -> None:
 @click.pass_context
 def get(ctx: click.Context, digest: str, output: Path) -> None:
     """Download the artifact DIGEST to OUTPUT, verifying its sha256."""
-    hasher = hashlib.sha256()
-    tmp = output.with_name(output.name + ".part")
-    with tmp.open("wb") as fh:
-        for chunk in ApiClient(ctx.obj).stream(f"/api/v1/artifacts/{digest}"):
-            hasher.update(chunk)
-            fh.write(chunk)
-    actual = "sha256:" + hasher.hexdigest()
+    actual, _ = _download(ApiClient(ctx.obj), digest, output)
     if actual != digest:
-        tmp.unlink(missing_ok=True)
         raise DigestMismatch(f"downloaded bytes hash to {actual}, not {digest}")
-    tmp.replace(output)
     click.echo(f"{output}: {digest} verified")
+
+
+def _envelope(client: ApiClient, source: str) -> dict[str, Any]:
+    """A DSSE envelope from a file, or (a build id) from the API."""
+    path = Path(source)
+    try:
+        text = path.read_text() if path.is_file() or not source.isdigit() else None
+    except OSError as exc:
+        raise SignatureError(f"cannot read provenance {source}: {exc}") from None
+    if text is None:
+        return dict(client.json("GET", f"/api/v1/builds/{int(source)}/provenance"))
+    try:
+        return dict(json.loads(text))
+    except ValueError as exc:
+        raise SignatureError(f"{source} is not a JSON DSSE envelope: {exc}") from None
+
+
+@artifacts.command("verify")
+@click.argument("digest", required=False)
+@click.option(
+    "--provenance",
+    "provenance",
+    default=None,
+    metavar="FILE|BUILD",
+    help="check this signed provenance (a file, or a build id to fetch it)",
+)
+@click.option(
+    "--key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="the farm's public key (PEM) to trust; default: fetch it from the API",
+)
+@click.pass_context
+def verify(
+    ctx: click.Context, digest: str | None, provenance: str | None, key: Path | None
+) -> None:
+    """Re-hash DIGEST by downloading it; with --provenance, check signature and subjects."""
+    client = ApiClient(ctx.obj)
+    if provenance is None:
+        if digest is None:
+            raise click.UsageError("give a DIGEST, or --provenance FILE|BUILD")
+        actual, size = _download(client, digest)
+        if actual != digest:
+            raise DigestMismatch(f"{digest}: downloaded bytes hash to {actual}")
+        click.echo(f"{digest}: verified ({size} bytes)")
+        return
+    if key is None:
+        pem = client.request("GET", "/api/v1/keys/provenance.pub").content
+        click.echo("note: key fetched from the farm itself; pass --key to verify offline", err=True)
+    else:
+        pem = key.read_bytes()
+    public = load_public_key(pem)
+    statement = verify_envelope(_envelope(client, provenance), public)
+    meta = statement["predicate"]["runDetails"]["metadata"]
+    params = statement["predicate"]["buildDefinition"]["externalParameters"]
+    click.echo(
+        f"signature: ok (key {key_id(public)[:16]}) — build {meta.get('invocationId')} "
+        f"of {params.get('repo')} {params.get('ref')}@{str(params.get('commit'))[:12]}"
+    )
+    wanted = subject_digests(statement)
+    if digest is not None:
+        wanted = {n: d for n, d in wanted.items() if d == digest}
+        if not wanted:
+            raise SignatureError(f"{digest} is not a subject of this provenance")
+    got: dict[str, str] = {}
+    for name, want in wanted.items():
+        got[name], size = _download(client, want)
+        mark = "ok" if got[name] == want else "MISMATCH"
+        click.echo(f"  {mark:8} {want}  {size:>10}  {name}")
+    problems = mismatched_subjects({"subject": _subjects(wanted)}, got)
+    if problems:
+        raise SignatureError("subject digests do not match: " + "; ".join(problems))
+    click.echo(f"verified: {len(wanted)} subject(s) match the signed provenance")
+
+
+def _subjects(digests: dict[str, str]) -> list[dict[str, Any]]:
+    return [{"name": n, "digest": {"sha256": d.split(":", 1)[1]}} for n, d in digests.items()]

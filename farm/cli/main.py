@@ -15,8 +15,10 @@ import click
 
 from farm.cli import artifacts as artifacts_cmd
 from farm.cli.client import ApiClient
+from farm.cli.gc import gc as gc_cmd
 from farm.cli.lint import lint
 from farm.cli.progress import follow
+from farm.cli.release import release as release_cmd
 from farm.cli.services import api_healthy, farm_argv, pidfile, read_pid, run_farm, stop_pid
 from farm.errors import FarmError
 from farm.settings import get_settings
@@ -260,6 +262,7 @@ def submit(
     path = Path(repo).expanduser()
     if path.exists():
         repo = str(path.resolve())
+        _warn_uncommitted(path)
     body: dict[str, Any] = {
         "repo": repo,
         "ref": ref,
@@ -282,6 +285,24 @@ def submit(
         click.echo(build["id"])
     if wait and build["status"] != "success":
         sys.exit(1)
+
+
+def _warn_uncommitted(path: Path) -> None:
+    """Builds are of commits: say so when the work tree holds changes that won't be built."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(path), "status", "--porcelain", "--", "."],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return
+    if out.strip():
+        click.echo(
+            f"note: {path} has uncommitted changes; farm builds the committed tree", err=True
+        )
 
 
 def _kv(text: str) -> tuple[str, str]:
@@ -364,6 +385,8 @@ def play(ctx: click.Context, job_id: int) -> None:
 
 cli.add_command(lint)
 cli.add_command(artifacts_cmd.artifacts)
+cli.add_command(release_cmd)
+cli.add_command(gc_cmd)
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from farm.coordinator import state
 from farm.coordinator.deliverable import deliverable_manifest
+from farm.coordinator.groups import ResourceGroups
 from farm.coordinator.records import BuildRecord, JobRecord
 from farm.coordinator.state import JobNode, JobStatus
 from farm.db.repository import Store, utcnow
@@ -62,6 +63,11 @@ class Coordinator:
     dispatcher: Dispatcher
     settings: Settings
     on_build_finished: list[Callable[[BuildRecord], None]] = field(default_factory=list)
+
+    @property
+    def groups(self) -> ResourceGroups:
+        """``resource_group`` locks (stateless: all state is in the store)."""
+        return ResourceGroups(self.store)
 
     # --- the DAG ---------------------------------------------------------------------
 
@@ -118,7 +124,14 @@ class Coordinator:
             )
         if decision.action == "manual":
             return self.store.cas_job(job.id, created, status=JobStatus.MANUAL)
+        group = job.spec.resource_group
+        if group and not self.groups.take(group, job.id):
+            return False  # waits, still created, until the holder finishes (groups.py)
         if not self.store.cas_job(job.id, created, status=JobStatus.PENDING):
+            # Someone else moved it: a concurrent advance that dispatched it keeps the
+            # group (same holder id); a job canceled meanwhile must give it back.
+            if group and self.store.get_job(job.id).status in state.FINAL_JOB:
+                self._release(job)
             return False
         countdown = float(job.spec.start_in or 0) if decision.action == "delay" else None
         self._dispatch(job, build, countdown)
@@ -240,6 +253,7 @@ class Coordinator:
             exit_code=result.exit_code,
             reason=reason,
             finished_at=utcnow(),
+            coverage=result.coverage,
         ):
             return self.store.get_job(job_id)
         now = utcnow()
@@ -255,8 +269,14 @@ class Coordinator:
                 files=[str(f) for f in art.get("files") or ()] or None,
                 expires_at=now + timedelta(seconds=int(expire)) if expire else None,
             )
+        self._release(job)
         self.advance(job.build_id)
         return self.store.get_job(job_id)
+
+    def _release(self, job: JobRecord) -> None:
+        """A job reached a final status: free its resource group, wake who waits on it."""
+        if job.spec.resource_group:
+            self.groups.release(job.spec.resource_group, job.id, self.advance)
 
     # --- people ----------------------------------------------------------------------
 
@@ -267,14 +287,14 @@ class Coordinator:
             raise Conflict(f"build {build_id} has already finished ({build.status})")
         self.store.update_build(build_id, cancel_requested=True)
         for job in build.jobs:
-            if job.status in (*_WAITING, JobStatus.RUNNING):
-                self.store.cas_job(
-                    job.id,
-                    [job.status],
-                    status=JobStatus.CANCELED,
-                    reason="canceled",
-                    finished_at=utcnow(),
-                )
+            if job.status in (*_WAITING, JobStatus.RUNNING) and self.store.cas_job(
+                job.id,
+                [job.status],
+                status=JobStatus.CANCELED,
+                reason="canceled",
+                finished_at=utcnow(),
+            ):
+                self._release(job)
         return self.advance(build_id)
 
     def play(self, job_id: int) -> JobRecord:
@@ -282,7 +302,14 @@ class Coordinator:
         job = self.store.get_job(job_id)
         if job.status != JobStatus.MANUAL:
             raise Conflict(f"job {job_id} is {job.status}, not waiting to be played")
+        group = job.spec.resource_group
+        if group and not self.groups.take(group, job_id):
+            # Simpler than a played-but-waiting state: the person plays it again later.
+            holder = self.store.resource_group_holder(group)
+            raise Conflict(f"resource group {group!r} is busy (job {holder}); play it later")
         if not self.store.cas_job(job_id, [JobStatus.MANUAL], status=JobStatus.PENDING):
+            if group and self.store.get_job(job_id).status in state.FINAL_JOB:
+                self.store.release_resource_group(group, job_id)
             raise Conflict(f"job {job_id} was started by someone else")
         self.store.cas_build(
             job.build_id,
@@ -324,6 +351,7 @@ class Coordinator:
                 reason="worker_lost",
                 finished_at=utcnow(),
             ):
+                self._release(job)
                 self.advance(job.build_id)
             touched.append(job.id)
         return touched
@@ -331,6 +359,7 @@ class Coordinator:
     def recover(self) -> int:
         """After a restart: re-queue pending jobs (duplicates are refused by claim)."""
         count = 0
+        self.groups.recover()
         for job in self.store.jobs_with_status([JobStatus.PENDING]):
             self._dispatch(job, self.store.get_build(job.build_id))
             count += 1

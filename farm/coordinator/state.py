@@ -200,3 +200,25 @@ def queues_for_worker(tags: Iterable[str], run_untagged: bool = True) -> list[st
         subset = [clean[i] for i in range(n) if mask >> i & 1]
         queues.append(queue_for(subset))
     return queues
+
+
+# --- auto-cancel of redundant builds ----------------------------------------------------
+
+STARTED = frozenset({JobStatus.RUNNING, JobStatus.SUCCESS, JobStatus.FAILED})
+
+
+def is_interruptible(jobs: Iterable[tuple[str, bool, bool]]) -> bool:
+    """Whether an older build may be auto-canceled by a newer one on the same ref.
+
+    ``jobs`` are (status, interruptible, ever started) triples. GitLab's rule: a pipeline
+    is redundant-cancelable while every job that has started is ``interruptible``; jobs
+    that have not started yet do not count (they would simply never start). Farm's own
+    choice: a build none of whose jobs is ``interruptible`` is never canceled, so plain CI
+    use (several commits of one branch in flight) keeps every build.
+    """
+    items = list(jobs)
+    if not any(interruptible for _, interruptible, _ in items):
+        return False
+    return all(
+        interruptible for status, interruptible, started in items if started or status in STARTED
+    )

@@ -6,15 +6,18 @@ leaves no half-made build behind.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from farm.coordinator.records import BuildRecord, NewBuild
 from farm.coordinator.service import Coordinator, digest_text
 from farm.coordinator.source import Source, resolve
-from farm.coordinator.state import queue_for
-from farm.errors import PipelineError, SourceError
+from farm.coordinator.state import FINAL_BUILD, is_interruptible, queue_for
+from farm.errors import Conflict, PipelineError, SourceError
 from farm.pipeline import find_pipeline_file, load_pipeline
 from farm.pipeline.model import PipelineContext
+
+log = logging.getLogger("farm.coordinator")
 
 
 @dataclass(frozen=True)
@@ -94,4 +97,31 @@ def submit(coord: Coordinator, sub: Submission) -> BuildRecord:
         secrets=dict(sub.secrets),
     )
     build_id = coord.store.create_build(new, status="pending")
+    cancel_redundant(coord, build_id)
     return coord.advance(build_id)
+
+
+def cancel_redundant(coord: Coordinator, build_id: int) -> list[int]:
+    """GitLab's auto-cancel of redundant pipelines: older, unfinished builds of the same
+    project and ref are canceled when every job of theirs that started is ``interruptible``.
+
+    Returns the ids of the builds canceled. Runs after the new build is stored, so a
+    refused submission never cancels anything.
+    """
+    new = coord.store.get_build(build_id)
+    canceled: list[int] = []
+    for old in coord.store.list_builds(limit=100, project=new.project, ref=new.ref):
+        if old.id >= build_id or old.status in FINAL_BUILD or old.repo != new.repo:
+            continue
+        full = coord.store.get_build(old.id)
+        jobs = [(j.status, j.spec.interruptible, j.started_at is not None) for j in full.jobs]
+        if not is_interruptible(jobs):
+            continue
+        try:
+            coord.cancel(old.id)
+        except Conflict:
+            continue  # it finished meanwhile
+        coord.store.update_build(old.id, error=f"auto-canceled: build {build_id} is newer")
+        log.info("build %s auto-canceled by newer build %s", old.id, build_id)
+        canceled.append(old.id)
+    return canceled

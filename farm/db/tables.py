@@ -16,6 +16,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -105,3 +106,45 @@ class LogChunkRow(Base):
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     attempt: Mapped[int] = mapped_column(Integer)
     data: Mapped[str] = mapped_column(Text)
+
+
+class CacheRow(Base):
+    """``caches``: a project's cache key → the digest of its latest archive (last write wins)."""
+
+    __tablename__ = "caches"
+    __table_args__ = (UniqueConstraint("project", "key", name="uq_caches_project_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project: Mapped[str] = mapped_column(String(255))
+    key: Mapped[str] = mapped_column(String(255))
+    digest: Mapped[str] = mapped_column(String(80))
+    size: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ResourceGroupRow(Base):
+    """``resource_groups``: a group's current holder; taken and released by compare-and-set."""
+
+    __tablename__ = "resource_groups"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # NULL when free. Taking is ``UPDATE … SET holder_job_id=? WHERE name=? AND holder IS NULL``.
+    holder_job_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ReleaseRow(Base):
+    """``releases``: an immutable (project, version) → green build and its deliverable."""
+
+    __tablename__ = "releases"
+    __table_args__ = (UniqueConstraint("project", "version", name="uq_releases_project_version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project: Mapped[str] = mapped_column(String(255), index=True)
+    version: Mapped[str] = mapped_column(String(128))
+    # RESTRICT: a released build's row (and so its blobs' references) must outlive it.
+    build_id: Mapped[int] = mapped_column(ForeignKey("builds.id", ondelete="RESTRICT"), index=True)
+    ref: Mapped[str] = mapped_column(String(255))
+    commit: Mapped[str] = mapped_column(String(64))
+    deliverable_digest: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

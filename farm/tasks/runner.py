@@ -8,9 +8,10 @@ fetches inputs by digest over HTTP, runs the container and reports back.
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,12 @@ from farm.errors import FarmError, ImageNotFound
 from farm.executor.base import ContainerJob, Executor, Limits, Mount, RunResult
 from farm.executor.reaper import job_labels
 from farm.pipeline.model import ServiceSpec
+from farm.pipeline.rules import compile_regex
 from farm.registry.archive import pack, unpack
 from farm.registry.client import RegistryClient
 from farm.settings import Settings
 from farm.tasks.api_client import CoordinatorClient
+from farm.tasks.cache import CacheIndex, JobCaches, literal_pattern, untracked_files
 from farm.tasks.logstream import LogStream
 from farm.tasks.scripts import write_scripts
 
@@ -29,6 +32,48 @@ log = logging.getLogger("farm.worker")
 # Which farm a container belongs to: reapers of another farm on the same dockerd
 # (a second install, a test farm) must leave it alone.
 LABEL_API = "farm.api"
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+@dataclass
+class _Output:
+    """The job's output as text (the last ``cap`` bytes), for the ``coverage:`` regex."""
+
+    cap: int
+    chunks: list[bytes] = field(default_factory=list)
+    size: int = 0
+
+    def feed(self, data: bytes) -> None:
+        self.chunks.append(data)
+        self.size += len(data)
+        while self.size > self.cap and len(self.chunks) > 1:
+            self.size -= len(self.chunks.pop(0))
+
+    def text(self) -> str:
+        return b"".join(self.chunks).decode(errors="replace")
+
+
+def coverage_of(pattern: str | None, text: str) -> float | None:
+    """GitLab ``coverage:``: the last match of ``/regex/`` in the log, its first number."""
+    if not pattern:
+        return None
+    try:
+        regex = compile_regex(pattern)
+    except ValueError:
+        return None  # the loader already refused invalid ones
+    value = None
+    for match in regex.finditer(text):
+        number = _NUMBER.search(match.group(0))
+        if number is not None:
+            value = float(number.group(0))
+    return value
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    result: RunResult
+    artifacts: list[dict[str, Any]]
+    coverage: float | None = None
 
 
 @dataclass
@@ -39,6 +84,7 @@ class JobRunner:
     executor: Executor
     coordinator: CoordinatorClient
     registry: RegistryClient
+    cache_index: CacheIndex | None = None  # built on first use: most jobs have no cache
 
     def run(self, job_id: int, attempt: int) -> str:
         """Run ``attempt`` of ``job_id`` if it is still ours to run; returns what happened."""
@@ -50,25 +96,33 @@ class JobRunner:
         jobdir = self.settings.resolved_work_dir / f"job-{job_id}-{attempt}-{uuid.uuid4().hex[:8]}"
         try:
             with LogStream(self.coordinator, job_id, attempt, masks=spec.get("masks")) as logs:
-                result, artifacts = self._execute(spec, jobdir, logs)
-            self.coordinator.finish(job_id, attempt, _report(result, artifacts))
+                outcome = self._execute(spec, jobdir, logs)
+            self.coordinator.finish(job_id, attempt, _report(outcome))
+            result = outcome.result
             return result.reason or f"exit {result.exit_code}"
         finally:
             shutil.rmtree(jobdir, ignore_errors=True)
 
-    def _execute(
-        self, spec: dict[str, Any], jobdir: Path, logs: LogStream
-    ) -> tuple[RunResult, list[dict[str, Any]]]:
+    def _execute(self, spec: dict[str, Any], jobdir: Path, logs: LogStream) -> _Outcome:
         workspace = jobdir / "workspace"
         workspace.mkdir(parents=True)
         logs.system(f"Running on {self.settings.worker_name} with image {spec['image']}")
+        output = _Output(cap=self.settings.log_max_bytes)
+        tracked: list[str] = []
+        caches: JobCaches | None = None
+
+        def write(data: bytes) -> None:
+            output.feed(data)
+            logs.write(data)
+
         try:
-            variables = self._fetch_inputs(spec, jobdir, workspace, logs)
+            variables, tracked = self._fetch_inputs(spec, jobdir, workspace, logs)
+            caches = self._caches(spec, jobdir, workspace, variables, logs)
             write_scripts(
                 jobdir / "farm", spec["before_script"], spec["script"], spec["after_script"]
             )
             result = self.executor.run(
-                self._container(spec, jobdir, variables), logs.write, logs.canceled
+                self._container(spec, jobdir, variables), write, logs.canceled
             )
         except ImageNotFound as exc:
             result = RunResult(exit_code=None, reason="image_not_found", message=str(exc))
@@ -79,28 +133,60 @@ class JobRunner:
         if result.reason == "timeout":
             logs.system(f"job exceeded its timeout of {spec['timeout']} s and was killed")
         if result.reason == "canceled":
-            return result, []
+            return _Outcome(result, [])
+        coverage = coverage_of(spec.get("coverage"), output.text())
+        ok = result.exit_code == 0 and result.reason is None
+        if caches is not None:
+            caches.save(ok, tracked)
         try:
-            artifacts = self._collect(spec, jobdir, workspace, result, logs)
+            artifacts = self._collect(spec, jobdir, workspace, result, logs, tracked)
         except FarmError as exc:
             logs.system(f"uploading artifacts failed: {exc}")
-            return RunResult(
+            failed = RunResult(
                 exit_code=result.exit_code, reason="executor_error", message=str(exc)
-            ), []
-        status = "succeeded" if result.exit_code == 0 and not result.reason else "failed"
+            )
+            return _Outcome(failed, [], coverage)
+        status = "succeeded" if ok else "failed"
         logs.system(
             f"Job {status}" + (f" (exit code {result.exit_code})" if result.exit_code else "")
         )
-        return result, artifacts
+        return _Outcome(result, artifacts, coverage)
+
+    def _caches(
+        self,
+        spec: dict[str, Any],
+        jobdir: Path,
+        workspace: Path,
+        variables: dict[str, str],
+        logs: LogStream,
+    ) -> JobCaches | None:
+        """Compute the job's cache keys on the laid-out workspace and restore its caches."""
+        if not spec.get("cache"):
+            return None
+        if self.cache_index is None:
+            self.cache_index = CacheIndex(self.settings.resolved_api_url)
+        caches = JobCaches(
+            spec["cache"],
+            project=spec["project"],
+            workspace=workspace,
+            scratch=jobdir / "in",
+            env=variables,
+            index=self.cache_index,
+            registry=self.registry,
+            say=logs.system,
+        )
+        caches.restore()
+        return caches
 
     def _fetch_inputs(
         self, spec: dict[str, Any], jobdir: Path, workspace: Path, logs: LogStream
-    ) -> dict[str, str]:
+    ) -> tuple[dict[str, str], list[str]]:
+        """Lay out snapshot and upstream artifacts; returns (variables, snapshot's files)."""
         inbox = jobdir / "in"
         inbox.mkdir()
         snap = inbox / "snapshot.tar"
         self.registry.download_to(spec["snapshot_digest"], snap)
-        unpack(snap, workspace)
+        tracked = unpack(snap, workspace)
         snap.unlink()
         variables = dict(spec["variables"])
         for item in spec["inputs"]:
@@ -112,7 +198,7 @@ class JobRunner:
                 logs.system(f"Downloading artifacts of {item['job']} ({item['size']} bytes)")
                 unpack(dest, workspace)
             dest.unlink()
-        return variables
+        return variables, tracked
 
     def _container(
         self, spec: dict[str, Any], jobdir: Path, variables: dict[str, str]
@@ -164,6 +250,7 @@ class JobRunner:
         workspace: Path,
         result: RunResult,
         logs: LogStream,
+        tracked: list[str],
     ) -> list[dict[str, Any]]:
         art = spec.get("artifacts")
         if not art:
@@ -173,9 +260,12 @@ class JobRunner:
         if not (when == "always" or (when == "on_success") == ok):
             return []
         out: list[dict[str, Any]] = []
-        if art.get("paths"):
+        paths = list(art.get("paths") or ())
+        if art.get("untracked"):  # files the commit did not have (build outputs, inputs)
+            paths += [literal_pattern(p) for p in untracked_files(workspace, tracked)]
+        if paths:
             dest = jobdir / "artifacts.tar.gz"
-            files = pack(workspace, art["paths"], art.get("exclude") or (), dest=dest)
+            files = pack(workspace, paths, art.get("exclude") or (), dest=dest)
             if files:
                 info = self.registry.upload_file(dest)
                 logs.system(
@@ -226,10 +316,12 @@ def parse_dotenv(text: str) -> dict[str, str]:
     return out
 
 
-def _report(result: RunResult, artifacts: list[dict[str, Any]]) -> dict[str, Any]:
+def _report(outcome: _Outcome) -> dict[str, Any]:
+    result = outcome.result
     return {
         "exit_code": result.exit_code,
         "reason": result.reason,
         "message": result.message,
-        "artifacts": artifacts,
+        "artifacts": outcome.artifacts,
+        "coverage": outcome.coverage,
     }

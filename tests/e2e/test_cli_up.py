@@ -46,7 +46,7 @@ def up(tmp_path_factory: pytest.TempPathFactory, docker_client: object) -> Itera
 
     def flower_sees_worker() -> bool:
         try:
-            return bool(httpx.get(env["FLOWER_URL"] + "/api/workers", timeout=2).json())
+            return bool(httpx.get(env["FLOWER_URL"] + "/api/workers?refresh=1", timeout=5).json())
         except (httpx.HTTPError, ValueError):
             return False
 
@@ -107,3 +107,17 @@ def test_cli_errors_are_one_line(up: dict[str, str], tmp_path: Path) -> None:
     nowhere = _farm({**up, "FARM_API_URL": f"http://127.0.0.1:{free_port()}"}, "status", "1")
     assert nowhere.returncode != 0 and "cannot reach the farm API" in nowhere.stderr
     assert "Traceback" not in nowhere.stderr
+
+
+def test_logs_follow_streams_until_the_job_ends(up: dict[str, str], tmp_path: Path) -> None:
+    pipeline = f"image: {BUSYBOX}\ntalk:\n  script: [echo one, sleep 3, echo two]\n"
+    repo = make_repo(tmp_path / "follow", {".farm-ci.yml": pipeline})
+    submitted = _farm(up, "submit", str(repo))
+    assert submitted.returncode == 0, submitted.stderr
+    build_id = submitted.stdout.strip()
+    api = f"http://127.0.0.1:{up['FARM_API_PORT']}"
+    job_id = httpx.get(f"{api}/api/v1/builds/{build_id}").json()["jobs"][0]["id"]
+    followed = _farm(up, "logs", "-f", str(job_id), timeout=120)
+    assert followed.returncode == 0, followed.stderr
+    assert "\none\n" in followed.stdout and "\ntwo\n" in followed.stdout
+    assert "Job succeeded" in followed.stdout

@@ -15,6 +15,12 @@ from farm.errors import Conflict
 router = APIRouter(prefix="/api/v1/worker", tags=["worker"])
 
 
+class FinishBody(FinishRequest):
+    """A finish report with the coverage the worker read from the log (``coverage:``)."""
+
+    coverage: float | None = None
+
+
 @router.post("/jobs/{job_id}/claim")
 def claim(
     job_id: int,
@@ -39,7 +45,7 @@ def append_log(job_id: int, body: LogRequest, coord: CoordinatorDep) -> dict[str
 
 
 @router.post("/jobs/{job_id}/finish")
-def finish(job_id: int, body: FinishRequest, coord: CoordinatorDep) -> dict[str, Any]:
+def finish(job_id: int, body: FinishBody, coord: CoordinatorDep) -> dict[str, Any]:
     """Report the end of an attempt; stale reports are ignored."""
     job = coord.finish(
         job_id,
@@ -49,6 +55,7 @@ def finish(job_id: int, body: FinishRequest, coord: CoordinatorDep) -> dict[str,
             reason=body.reason,
             message=body.message,
             artifacts=tuple(body.artifacts),
+            coverage=body.coverage,
         ),
     )
     return {"status": job.status, "attempt": job.attempt}

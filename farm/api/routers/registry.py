@@ -1,0 +1,120 @@
+"""Registry metadata over HTTP: artifact search, provenance of builds, the signing key.
+
+``GET /api/v1/artifacts`` lists artifacts joined with their builds (filter by project,
+ref, commit prefix, build, name, kind); downloading one by digest stays at
+``GET /api/v1/artifacts/{digest}`` (the jobs router).  Provenance is a signed DSSE
+envelope per green build; its public key is served so clients can verify offline.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import cast
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel
+
+from farm.api.deps import BlobsDep, StoreDep
+from farm.db.releases import ArtifactListing, RegistryDb
+from farm.errors import NotFound
+from farm.registry.factory import PROVENANCE_KIND
+from farm.registry.provenance import PAYLOAD_TYPE, key_id, public_pem
+
+router = APIRouter(prefix="/api/v1", tags=["registry"])
+
+
+def registry_db(request: Request) -> RegistryDb:
+    """The app's :class:`RegistryDb` (set up by the app factory)."""
+    return cast(RegistryDb, request.app.state.registry_db)
+
+
+class ArtifactItem(BaseModel):
+    """One artifact with the build it came from."""
+
+    id: int
+    build: int
+    job: int | None
+    job_name: str | None
+    name: str
+    kind: str
+    digest: str
+    size: int
+    created_at: datetime
+    expires_at: datetime | None
+    project: str
+    ref: str
+    commit: str
+    build_status: str
+    url: str
+
+    @classmethod
+    def of(cls, a: ArtifactListing) -> ArtifactItem:
+        """From a listing record."""
+        return cls(
+            id=a.id,
+            build=a.build_id,
+            job=a.job_id,
+            job_name=a.job_name,
+            name=a.name,
+            kind=a.kind,
+            digest=a.digest,
+            size=a.size,
+            created_at=a.created_at,
+            expires_at=a.expires_at,
+            project=a.project,
+            ref=a.ref,
+            commit=a.commit,
+            build_status=a.build_status,
+            url=f"/api/v1/artifacts/{a.digest}",
+        )
+
+
+@router.get("/artifacts", response_model=list[ArtifactItem])
+def list_artifacts(
+    request: Request,
+    project: str | None = None,
+    ref: str | None = None,
+    commit: str | None = Query(None, description="full sha or a prefix"),
+    build: int | None = None,
+    name: str | None = None,
+    kind: str | None = Query(None, description="archive, dotenv, deliverable, provenance"),
+    limit: int = Query(200, ge=1, le=2000),
+) -> list[ArtifactItem]:
+    """Artifacts matching every given filter, newest first."""
+    rows = registry_db(request).search_artifacts(
+        project=project, ref=ref, commit=commit, build=build, name=name, kind=kind, limit=limit
+    )
+    return [ArtifactItem.of(a) for a in rows]
+
+
+@router.get("/keys/provenance.pub", response_class=Response)
+def provenance_key(request: Request) -> Response:
+    """The farm's ed25519 public key (PEM) that signs every provenance statement."""
+    key = cast(Ed25519PrivateKey, request.app.state.signing_key).public_key()
+    return Response(
+        content=public_pem(key),
+        media_type="application/x-pem-file",
+        headers={"X-Farm-Key-Id": key_id(key)},
+    )
+
+
+@router.get("/builds/{build_id}/provenance", response_class=Response)
+def build_provenance(build_id: int, request: Request, store: StoreDep, blobs: BlobsDep) -> Response:
+    """The build's signed SLSA provenance (a DSSE envelope), verified against its digest."""
+    build = store.get_build(build_id)
+    found = registry_db(request).search_artifacts(build=build_id, kind=PROVENANCE_KIND, limit=1)
+    if not found:
+        why = "provenance is recorded only for successful builds"
+        raise NotFound(f"build {build_id} has no provenance ({build.status}; {why})")
+    digest = found[0].digest
+    data = b"".join(blobs.open_read(digest))  # a whole read: hash-checked by the store
+    return Response(
+        content=data,
+        media_type="application/json",
+        headers={
+            "Docker-Content-Digest": digest,
+            "ETag": f'"{digest}"',
+            "X-Farm-Payload-Type": PAYLOAD_TYPE,
+        },
+    )
