@@ -41,7 +41,7 @@ class ApiClient:
                 if resp.status_code >= 400:
                     resp.read()
                     raise _error(resp)
-                yield from resp.iter_bytes()
+                yield from resp.iter_raw()  # blobs are never content-encoded
         except httpx.TransportError as exc:
             raise ServiceUnavailable(f"cannot reach the farm API at {self.base_url}") from exc
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import BinaryIO, TypeVar
@@ -218,9 +220,12 @@ class RegistryClient:
                     out.truncate(0)  # the server sent everything again: start over
                     out.seek(0)
                     progress.reset()
-                for chunk in response.iter_bytes(CHUNK_SIZE):
+                # Blobs are never content-encoded: iter_raw skips httpx's decoder.
+                def sink(chunk: bytes) -> None:
                     out.write(chunk)
                     progress.add(chunk)
+
+                pump(response.iter_raw(CHUNK_SIZE), sink)
 
         try:
             with open(tmp, "wb") as out:
@@ -234,6 +239,37 @@ class RegistryClient:
         finally:
             tmp.unlink(missing_ok=True)
         return BlobInfo(digest, progress.size)
+
+
+def pump(chunks: Iterator[bytes], sink: Callable[[bytes], object], depth: int = 8) -> None:
+    """Receive on this thread while another hashes and writes (both release the GIL).
+
+    Receiving, hashing and writing one after the other left a core idle; the queue
+    bounds memory to ``depth`` chunks.
+    """
+    q: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
+    errors: list[BaseException] = []
+
+    def consume() -> None:
+        while (chunk := q.get()) is not None:
+            if not errors:  # after a failure keep draining so the producer never blocks
+                try:
+                    sink(chunk)
+                except BaseException as exc:
+                    errors.append(exc)
+
+    worker = threading.Thread(target=consume, name="farm-download-sink", daemon=True)
+    worker.start()
+    try:
+        for chunk in chunks:
+            if errors:
+                break
+            q.put(chunk)
+    finally:
+        q.put(None)
+        worker.join()
+    if errors:
+        raise errors[0]
 
 
 class _Progress:

@@ -1,0 +1,50 @@
+"""A worker that shares no filesystem with the API: inputs and outputs travel over HTTP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.farmtest import BUSYBOX, Farm, job_named, make_repo, wait_for
+
+PIPELINE = f"""
+image: {BUSYBOX}
+default:
+  tags: [remote]
+make:
+  stage: build
+  script: [mkdir out, cat src.txt > out/made.txt]
+  artifacts: {{paths: [out/]}}
+use:
+  stage: test
+  script: [grep from-the-commit out/made.txt]
+"""
+
+
+def test_worker_with_its_own_data_dir_runs_jobs_over_http(farm: Farm, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "other-host"
+    remote = farm.start(
+        "remote",
+        "worker",
+        "--tags",
+        "remote",
+        "--name",
+        "remote@other-host",
+        extra_env={
+            "FARM_WORKER_NAME": "remote@other-host",
+            "FARM_DATA_DIR": str(elsewhere),
+            "FARM_DATABASE_URL": "sqlite:////nonexistent/never-used.db",
+        },
+    )
+    try:
+        wait_for(lambda: "ready" in remote.log.read_text(errors="replace"), 60, "remote worker")
+        repo = make_repo(
+            tmp_path / "repo", {".farm-ci.yml": PIPELINE, "src.txt": "from-the-commit\n"}
+        )
+        done = farm.wait(farm.submit(repo)["id"])
+        assert done["status"] == "success", done
+        assert {j["worker"] for j in done["jobs"]} == {"remote@other-host"}
+        assert job_named(done, "make")["artifacts"]
+        # Nothing of the API's registry or database appeared on the "other host".
+        assert not (elsewhere / "registry").exists() and not (elsewhere / "farm.db").exists()
+    finally:
+        remote.stop()
