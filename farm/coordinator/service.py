@@ -203,7 +203,8 @@ class Coordinator:
         if not ok:
             return None
         job = self.store.get_job(job_id)
-        self._settle(self.store.get_build(job.build_id))
+        # The first claim makes the build "running"; a CAS, not a reload of the whole build.
+        self.store.cas_build(job.build_id, ["pending"], status="running", started_at=now)
         return job
 
     def heartbeat(self, job_id: int, attempt: int) -> bool:

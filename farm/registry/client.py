@@ -200,11 +200,13 @@ class RegistryClient:
             return int(self._check(self._http.get(url)).headers["upload-offset"])
         return int(response.headers["upload-offset"])
 
-    def download_to(self, digest: str, dest: Path) -> BlobInfo:
+    def download_to(self, digest: str, dest: Path, durable: bool = True) -> BlobInfo:
         """Download a blob to ``dest`` atomically, resuming with Range after drops.
 
         Bytes go to a temp file beside ``dest`` and are hashed as they arrive;
         a digest mismatch removes the temp file and raises DigestMismatch.
+        ``durable=False`` skips the fsync, for scratch files used and deleted at once
+        (a worker's job inputs), where a crash loses the whole workspace anyway.
         """
         digest_hex(digest)
         dest = Path(dest)
@@ -231,7 +233,8 @@ class RegistryClient:
             with open(tmp, "wb") as out:
                 self._call(lambda: attempt(out))
                 out.flush()
-                os.fsync(out.fileno())
+                if durable:
+                    os.fsync(out.fileno())
             got = f"sha256:{progress.hasher.hexdigest()}"
             if got != digest:
                 raise DigestMismatch(f"downloaded bytes of {digest} hash to {got}")

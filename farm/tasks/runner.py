@@ -185,13 +185,13 @@ class JobRunner:
         inbox = jobdir / "in"
         inbox.mkdir()
         snap = inbox / "snapshot.tar"
-        self.registry.download_to(spec["snapshot_digest"], snap)
+        self.registry.download_to(spec["snapshot_digest"], snap, durable=False)
         tracked = unpack(snap, workspace)
         snap.unlink()
         variables = dict(spec["variables"])
         for item in spec["inputs"]:
             dest = inbox / item["digest"].replace(":", "_")
-            self.registry.download_to(item["digest"], dest)
+            self.registry.download_to(item["digest"], dest, durable=False)
             if item["kind"] == "dotenv":
                 variables.update(parse_dotenv(dest.read_text(errors="replace")))
             else:
