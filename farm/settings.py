@@ -42,6 +42,17 @@ class Settings(BaseSettings):
     work_dir: Path | None = None  # per-job workspaces; default data_dir/work
     worker_name: str = Field(default_factory=socket.gethostname)
     worker_tags: list[str] = Field(default_factory=list)
+    # Air-gapped farms have no registry: images a pipeline names that are missing
+    # locally fall back to these local images (glob → image). Only exact equivalents
+    # by default; extend with FARM_IMAGE_ALIASES='{"python:3*": "farm/python:3.11"}'.
+    image_aliases: dict[str, str] = Field(
+        default_factory=lambda: {
+            "python:3.11*": "farm/python:3.11",
+            "debian:bookworm*": "farm/debian:bookworm",
+            "debian:12*": "farm/debian:bookworm",
+            "busybox*": "farm/busybox:latest",
+        }
+    )
     job_network: str = "none"  # "none" or "host": the farm decides, never the job
     allow_host_network: bool = False  # whether a job may ask for FARM_NETWORK=host
 

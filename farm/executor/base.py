@@ -10,6 +10,7 @@ the Docker executor needs live here too, so they can be read and tested alone.
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -198,3 +199,22 @@ def exposed_tcp_ports(image_config: dict[str, Any]) -> set[int]:
         if proto in ("", "tcp") and port.isdigit():
             ports.add(int(port))
     return ports
+
+
+def resolve_image(
+    image: str, aliases: dict[str, str], exists: Callable[[str], bool]
+) -> tuple[str, str | None]:
+    """The image to run and, when an alias stood in, why: ``(image, note)``.
+
+    A registry-less farm maps images it cannot pull to local equivalents; the
+    first matching pattern whose target exists wins, in the order given.
+    """
+    if exists(image):
+        return image, None
+    for pattern, target in aliases.items():
+        if fnmatch.fnmatchcase(image, pattern) and exists(target):
+            return (
+                target,
+                f"image {image!r} is not available locally; using {target!r} (FARM_IMAGE_ALIASES)",
+            )
+    return image, None

@@ -222,6 +222,7 @@ class RegistryClient:
                     out.truncate(0)  # the server sent everything again: start over
                     out.seek(0)
                     progress.reset()
+
                 # Blobs are never content-encoded: iter_raw skips httpx's decoder.
                 def sink(chunk: bytes) -> None:
                     out.write(chunk)

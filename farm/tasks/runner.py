@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from farm.errors import FarmError, ImageNotFound
-from farm.executor.base import ContainerJob, Executor, Limits, Mount, RunResult
+from farm.executor.base import ContainerJob, Executor, Limits, Mount, RunResult, resolve_image
 from farm.executor.reaper import job_labels
 from farm.pipeline.model import ServiceSpec
 from farm.pipeline.rules import compile_regex
@@ -106,6 +106,7 @@ class JobRunner:
     def _execute(self, spec: dict[str, Any], jobdir: Path, logs: LogStream) -> _Outcome:
         workspace = jobdir / "workspace"
         workspace.mkdir(parents=True)
+        spec = {**spec, "image": self._image(spec["image"], logs)}
         logs.system(f"Running on {self.settings.worker_name} with image {spec['image']}")
         output = _Output(cap=self.settings.log_max_bytes)
         tracked: list[str] = []
@@ -199,6 +200,18 @@ class JobRunner:
                 unpack(dest, workspace)
             dest.unlink()
         return variables, tracked
+
+    def _image(self, image: str, logs: LogStream) -> str:
+        """The job's image, or its local stand-in when it is missing (no registry here)."""
+        try:
+            chosen, note = resolve_image(
+                image, self.settings.image_aliases, self.executor.image_exists
+            )
+        except FarmError:
+            return image  # the executor reports the real problem with its own words
+        if note:
+            logs.system(note)
+        return chosen
 
     def _container(
         self, spec: dict[str, Any], jobdir: Path, variables: dict[str, str]
