@@ -82,7 +82,10 @@ def _parse_vars(values: tuple[str, ...]) -> dict[str, str]:
 
 
 def _show(diag: Diagnostic, root: Path) -> str:
-    shown = os.path.normpath(os.path.join(os.path.relpath(root), diag.file))
+    # Relative to where the user stands when that is shorter, as compilers print paths.
+    full = os.path.normpath(os.path.join(root, diag.file))
+    rel = os.path.relpath(full)
+    shown = rel if not rel.startswith("..") else full
     return str(Diagnostic(shown, diag.line, diag.col, diag.message))
 
 
