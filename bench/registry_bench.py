@@ -83,7 +83,7 @@ def _download(http: httpx.Client, digest: str, dest: Path) -> float:
         stream.raise_for_status()
         # Exactly how farm's RegistryClient receives: raw chunks, hashed and written
         # on a second thread while the next ones arrive.
-        pump(stream.iter_raw(CHUNK), lambda b: (hasher.update(b), out.write(b)))
+        pump(stream.iter_raw(), lambda b: (hasher.update(b), out.write(b)))
     seconds = time.perf_counter() - start
     if f"sha256:{hasher.hexdigest()}" != digest:
         raise RuntimeError("downloaded bytes do not match")
@@ -236,7 +236,7 @@ def markdown(r: dict[str, float]) -> str:
         f"| repeat download (verification record cached) | {r['repeat_s']:.2f} s | "
         f"{mbs(r['repeat_s'])} | {r['repeat_ratio']:.0%} |\n\n"
         f"Server peak RSS (VmHWM): {r['rss_peak_mb']:.0f} MB (idle {r['rss_idle_mb']:.0f} MB; "
-        f"{verdict(rss_ok)}: < {RSS_TARGET_MB:.0f} MB) — bodies stream in 1 MiB chunks.\n"
+        f"{verdict(rss_ok)}: < {RSS_TARGET_MB:.0f} MB) — bodies stream in chunks of <= 4 MiB.\n"
     )
 
 

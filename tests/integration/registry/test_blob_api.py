@@ -278,3 +278,49 @@ def test_corrupted_blob_is_reported_never_served(
     # Uploading the right bytes again replaces the corrupted copy.
     assert http.put(f"{PREFIX}/{digest}", content=data).status_code == 200
     assert http.get(f"{PREFIX}/{digest}").content == data
+
+
+def test_large_blobs_stream_through_the_read_ahead_and_corruption_is_cut(
+    http: httpx.Client, blob_server: BlobServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from farm.api.routers import blobs
+
+    # Every GET now takes the large-blob path: no pre-verification, hash while sending.
+    monkeypatch.setattr(blobs, "PREVERIFY_MAX_BYTES", 0)
+    data = os.urandom(9 * 1024 * 1024 + 123)  # several 4 MiB read chunks and PUT batches
+    digest = sha(data)
+    assert http.put(f"{PREFIX}/{digest}", content=data).status_code == 201
+    assert http.get(f"{PREFIX}/{digest}").content == data
+    ranged = http.get(f"{PREFIX}/{digest}", headers={"Range": "bytes=5000000-5000099"})
+    assert ranged.status_code == 206 and ranged.content == data[5_000_000:5_000_100]
+    path = blob_server.store.path_for(digest)
+    assert path is not None
+    with open(path, "r+b") as f:
+        f.seek(len(data) - 10)  # in the last chunk, the one that is held back
+        f.write(b"\x00" * 4)
+    received = bytearray()
+    with pytest.raises(httpx.HTTPError), http.stream("GET", f"{PREFIX}/{digest}") as stream:
+        for chunk in stream.iter_raw():
+            received += chunk
+    assert len(received) < len(data)  # never served whole
+
+
+def test_put_stopped_early_by_the_store_does_not_hang_the_server(
+    tmp_path: Path, serve_app: ServeFactory, blob_app: AppFactory
+) -> None:
+    # The store gives up (413) while the body is still arriving, several read-ahead
+    # batches in: the receiving thread is stopped and the server keeps answering.
+    store = FilesystemBlobStore(tmp_path / "limited")
+    url = serve_app(blob_app(store, 3 * 1024 * 1024))
+    piece = os.urandom(256 * 1024)
+    body = [piece] * 64  # 16 MiB, no Content-Length
+    with httpx.Client(base_url=url, timeout=30) as http:
+        for _ in range(3):
+            try:
+                r = http.put(f"{PREFIX}/{sha(b''.join(body))}", content=iter(body))
+                assert r.status_code == 413
+            except httpx.TransportError:
+                pass  # the server may answer and close before reading the rest
+        ok = os.urandom(1024)
+        assert http.put(f"{PREFIX}/{sha(ok)}", content=ok).status_code == 201
+    assert list((store.root / "tmp").iterdir()) == []
