@@ -81,6 +81,25 @@ def iter_file(f: BinaryIO, length: int | None = None, size: int = CHUNK_SIZE) ->
         yield chunk
 
 
+def checked_chunks(chunks: Iterable[bytes], digest: str, corrupt: str) -> Iterator[bytes]:
+    """Pass ``chunks`` on, holding the last one back until their sha256 is ``digest``.
+
+    A consumer of corrupted bytes gets CorruptBlob(``corrupt``) instead of the end of
+    the blob, so a corrupted blob is never delivered whole.
+    """
+    hasher = hashlib.sha256()
+    held: bytes | None = None
+    for chunk in chunks:
+        hasher.update(chunk)
+        if held is not None:
+            yield held
+        held = chunk
+    if f"sha256:{hasher.hexdigest()}" != digest:
+        raise CorruptBlob(corrupt)
+    if held is not None:
+        yield held
+
+
 class BlobStore(Protocol):
     """What the API and GC need of blob storage; narrow enough for an object store."""
 
@@ -231,17 +250,11 @@ class FilesystemBlobStore:
             if not whole:
                 yield from iter_file(f, length)
                 return
-            hasher = hashlib.sha256()
-            held: bytes | None = None
-            for chunk in iter_file(f, size=4 * CHUNK_SIZE):  # 1/4 of the hops per GiB
-                hasher.update(chunk)
-                if held is not None:
-                    yield held
-                held = chunk
-            if f"sha256:{hasher.hexdigest()}" != digest:
-                raise CorruptBlob(f"blob {digest} is corrupted on disk: its bytes no longer match")
-            if held is not None:
-                yield held
+            yield from checked_chunks(
+                iter_file(f, size=4 * CHUNK_SIZE),  # 1/4 of the hops per GiB
+                digest,
+                f"blob {digest} is corrupted on disk: its bytes no longer match",
+            )
 
     def verify(self, digest: str, *, cached: bool = False) -> BlobInfo:
         """Re-hash a blob fully; CorruptBlob if its bytes no longer match.

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from farm.errors import BlobNotFound, CorruptBlob, DigestMismatch, RegistryError, ServiceUnavailable
-from farm.registry.blobstore import CHUNK_SIZE, BlobInfo, digest_hex, upload_error
+from farm.registry.blobstore import CHUNK_SIZE, BlobInfo, checked_chunks, digest_hex, upload_error
 from farm.registry.gc import BlobEntry
 
 if TYPE_CHECKING:
@@ -240,18 +240,11 @@ class S3BlobStore:
             if not whole:
                 yield from body.iter_chunks(CHUNK_SIZE)
                 return
-            # Hold the last chunk back until the digest matched (as the filesystem store).
-            hasher = hashlib.sha256()
-            held: bytes | None = None
-            for chunk in body.iter_chunks(CHUNK_SIZE):
-                hasher.update(chunk)
-                if held is not None:
-                    yield held
-                held = chunk
-            if f"sha256:{hasher.hexdigest()}" != digest:
-                raise CorruptBlob(f"blob {digest} is corrupted in the object store")
-            if held is not None:
-                yield held
+            yield from checked_chunks(
+                body.iter_chunks(CHUNK_SIZE),
+                digest,
+                f"blob {digest} is corrupted in the object store",
+            )
         finally:
             body.close()
 
