@@ -18,8 +18,7 @@ project/ref/commit) and gathers every reference garbage collection must respect.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -27,6 +26,7 @@ from sqlalchemy import MetaData, Table, delete, inspect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from farm.db.session import aware, transaction
 from farm.db.tables import ArtifactRow, BuildRow, JobRow, ReleaseRow
 from farm.errors import Conflict, InvalidRequest, NotFound
 from farm.registry.gc import ArtifactRef, BuildRef, References
@@ -35,11 +35,6 @@ VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
 # Tables whose rows may hold a release (column ``release_id``); checked when present.
 ROLLOUT_REFERENCE_TABLES = ("rollouts",)
 _FINAL_RED = ("failed", "canceled", "skipped")
-
-
-def _aware(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes even for timezone=True columns.
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -85,7 +80,7 @@ def _release(row: ReleaseRow) -> ReleaseRecord:
         ref=row.ref,
         commit=row.commit,
         deliverable_digest=row.deliverable_digest,
-        created_at=_aware(row.created_at),
+        created_at=aware(row.created_at),
     )
 
 
@@ -95,10 +90,8 @@ class RegistryDb:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
 
-    @contextmanager
-    def _tx(self) -> Iterator[Session]:
-        with self._sessions() as session, session.begin():
-            yield session
+    def _tx(self) -> AbstractContextManager[Session]:
+        return transaction(self._sessions)
 
     # --- releases --------------------------------------------------------------------
 
@@ -243,8 +236,8 @@ class RegistryDb:
                     kind=a.kind,
                     digest=a.digest,
                     size=a.size,
-                    created_at=_aware(a.created_at),
-                    expires_at=_aware(a.expires_at) if a.expires_at else None,
+                    created_at=aware(a.created_at),
+                    expires_at=aware(a.expires_at),
                     project=b.project,
                     ref=b.ref,
                     commit=b.commit,
@@ -260,7 +253,7 @@ class RegistryDb:
         """Every reference that keeps a blob alive (see farm.registry.gc)."""
         with self._sessions() as s:
             artifacts = tuple(
-                ArtifactRef(r.build_id, r.digest, _aware(r.expires_at) if r.expires_at else None)
+                ArtifactRef(r.build_id, r.digest, aware(r.expires_at))
                 for r in s.execute(
                     select(ArtifactRow.build_id, ArtifactRow.digest, ArtifactRow.expires_at)
                 )

@@ -7,8 +7,8 @@ messages, lost workers and concurrent completions can never apply a transition t
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from farm.coordinator.records import ArtifactRecord, BuildRecord, JobRecord, NewBuild
 from farm.db.caches import CacheIndexMixin
+from farm.db.session import aware, transaction
 from farm.db.tables import ArtifactRow, BuildRow, JobRow, LogChunkRow, ResourceGroupRow
 from farm.errors import NotFound
 from farm.pipeline.model import JobSpec
@@ -26,13 +27,6 @@ from farm.pipeline.model import JobSpec
 def utcnow() -> datetime:
     """Timezone-aware now; every timestamp farm stores is UTC."""
     return datetime.now(UTC)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes even for timezone=True columns.
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
 
 
 def _artifact(row: ArtifactRow) -> ArtifactRecord:
@@ -44,8 +38,8 @@ def _artifact(row: ArtifactRow) -> ArtifactRecord:
         kind=row.kind,
         digest=row.digest,
         size=row.size,
-        created_at=_aware(row.created_at) or utcnow(),
-        expires_at=_aware(row.expires_at),
+        created_at=aware(row.created_at),
+        expires_at=aware(row.expires_at),
         files=tuple(row.files or ()),
     )
 
@@ -64,9 +58,9 @@ def _job(row: JobRow, artifacts: Iterable[ArtifactRow] = ()) -> JobRecord:
         exit_code=row.exit_code,
         reason=row.reason,
         worker=row.worker,
-        started_at=_aware(row.started_at),
-        finished_at=_aware(row.finished_at),
-        heartbeat_at=_aware(row.heartbeat_at),
+        started_at=aware(row.started_at),
+        finished_at=aware(row.finished_at),
+        heartbeat_at=aware(row.heartbeat_at),
         lost_count=row.lost_count,
         log_bytes=row.log_bytes,
         coverage=row.coverage,
@@ -82,14 +76,14 @@ def _build(row: BuildRow, jobs: tuple[JobRecord, ...] = ()) -> BuildRecord:
         ref=row.ref,
         commit=row.commit,
         status=row.status,
-        created_at=_aware(row.created_at) or utcnow(),
+        created_at=aware(row.created_at),
         pipeline_file=row.pipeline_file,
         pipeline_digest=row.pipeline_digest,
         snapshot_digest=row.snapshot_digest,
         stages=tuple(row.stages),
         variables=dict(row.variables or {}),
-        started_at=_aware(row.started_at),
-        finished_at=_aware(row.finished_at),
+        started_at=aware(row.started_at),
+        finished_at=aware(row.finished_at),
         cancel_requested=row.cancel_requested,
         deliverable_digest=row.deliverable_digest,
         error=row.error,
@@ -104,10 +98,8 @@ class Store(CacheIndexMixin):
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
 
-    @contextmanager
-    def _tx(self) -> Iterator[Session]:
-        with self._sessions() as session, session.begin():
-            yield session
+    def _tx(self) -> AbstractContextManager[Session]:
+        return transaction(self._sessions)
 
     # --- builds ----------------------------------------------------------------------
 
