@@ -117,6 +117,13 @@ class S3Server:
         )
 
 
+@pytest.fixture
+def http(blob_server: BlobServer) -> Iterator[httpx.Client]:
+    """A client of the per-test blob server."""
+    with httpx.Client(base_url=blob_server.url, timeout=30) as client:
+        yield client
+
+
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     """``moto_server`` as a subprocess on a free loopback port; stopped by its PID."""

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
-import pytest
 
 from farm.registry.blobstore import FilesystemBlobStore
 
@@ -22,12 +21,6 @@ PREFIX = "/api/v1/blobs"
 
 def sha(data: bytes) -> str:
     return f"sha256:{hashlib.sha256(data).hexdigest()}"
-
-
-@pytest.fixture
-def http(blob_server: BlobServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=blob_server.url, timeout=30) as client:
-        yield client
 
 
 def consistent(store: FilesystemBlobStore) -> list[str]:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,12 +27,6 @@ PREFIX = "/api/v1/blobs"
 
 def sha(data: bytes) -> str:
     return f"sha256:{hashlib.sha256(data).hexdigest()}"
-
-
-@pytest.fixture
-def http(blob_server: BlobServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=blob_server.url, timeout=30) as client:
-        yield client
 
 
 def blob_files(store: FilesystemBlobStore) -> list[Path]:
