@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from farm.api.deps import BlobsDep, CoordinatorDep, StoreDep
+from farm.api.routers.blobs import blob_response
 from farm.api.schemas import ArtifactOut, JobOut
 from farm.errors import NotFound
-from farm.registry.blobstore import BlobStore
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
 
@@ -47,15 +47,9 @@ def job_artifacts(job_id: int, store: StoreDep) -> list[ArtifactOut]:
     return [ArtifactOut.of(a) for a in store.get_job(job_id).artifacts]
 
 
-def _artifact_response(blobs: BlobStore, digest: str, request: Request) -> Response:
-    from farm.api.routers.blobs import blob_response
-
-    return blob_response(blobs, digest, request)
-
-
 @router.api_route("/artifacts/{digest}", methods=["GET", "HEAD"])
 def get_artifact(digest: str, request: Request, store: StoreDep, blobs: BlobsDep) -> Response:
     """Download an artifact by digest (verified; Range supported)."""
     if not store.find_artifacts(digest):
         raise NotFound(f"no artifact with digest {digest}")
-    return _artifact_response(blobs, digest, request)
+    return blob_response(blobs, digest, request)
