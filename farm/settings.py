@@ -72,6 +72,11 @@ class Settings(BaseSettings):
 
     # Registry: where blobs live, how long unreferenced ones survive, who signs provenance
     blob_store: Literal["fs", "s3"] = "fs"
+    # The data plane: whole-blob GET/PUT on a port of its own, moved by the kernel
+    # (sendfile/splice) instead of through the ASGI server; filesystem store only.
+    blob_data_plane: bool = True
+    blob_port: int | None = None  # default: the API port + 1; 0 picks a free port (tests)
+    blob_data_url: str | None = None  # as clients must use it; default: API's host + blob_port
     s3_endpoint: str | None = None  # e.g. http://127.0.0.1:9000 (MinIO); None = AWS default
     s3_bucket: str = "farm"
     s3_prefix: str = ""  # key prefix inside the bucket, e.g. "farm/"
@@ -85,6 +90,11 @@ class Settings(BaseSettings):
     def resolved_api_url(self) -> str:
         """The API base URL clients and workers talk to."""
         return (self.api_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
+
+    @property
+    def resolved_blob_port(self) -> int:
+        """The blob data plane's port: ``FARM_BLOB_PORT``, else the API port + 1."""
+        return self.api_port + 1 if self.blob_port is None else self.blob_port
 
     @property
     def resolved_database_url(self) -> str:

@@ -85,6 +85,7 @@ def farm_env(data_dir: Path, redis_url: str, port: int) -> dict[str, str]:
         "FARM_API_HOST": "127.0.0.1",
         "FARM_API_PORT": str(port),
         "FARM_API_URL": f"http://127.0.0.1:{port}",
+        "FARM_BLOB_PORT": "0",  # the blob data plane on any free port (it is discovered)
         "FARM_JOB_LEASE_SECONDS": "8",
         "FARM_WATCHDOG_INTERVAL": "1",
         "FARM_REAP_INTERVAL": "3",

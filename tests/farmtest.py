@@ -6,16 +6,20 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 BUSYBOX = "farm/busybox:latest"
 DEBIAN = "farm/debian:bookworm"
 FINAL = {"success", "failed", "canceled"}
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -178,3 +182,23 @@ def wait_for(check: Any, timeout: float, what: str) -> None:
             return
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def at_once(call: Callable[[], T], times: int) -> list[T | BaseException]:
+    """Run ``call`` on ``times`` threads released together; each result or exception."""
+    barrier = threading.Barrier(times)
+    results: list[T | BaseException] = []
+
+    def run() -> None:
+        barrier.wait()
+        try:
+            results.append(call())
+        except BaseException as exc:  # collected for the test to assert on
+            results.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(times)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results

@@ -27,6 +27,7 @@ from farm.registry.factory import (
     ProvenanceRecorder,
     builder_id,
     make_blob_store,
+    make_data_plane,
     signing_key,
 )
 from farm.settings import Settings, get_settings
@@ -69,7 +70,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             target=_watchdog, args=(coord, stop), daemon=True, name="farm-watchdog"
         )
         thread.start()
+        data_plane = make_data_plane(settings, blobstore)
+        app.state.blob_data = data_plane.start() if data_plane else None
+        if data_plane is not None:
+            log.info("blob data plane on %s:%s", settings.api_host, data_plane.port)
         yield
+        if data_plane is not None:
+            data_plane.stop()
         stop.set()
         thread.join(timeout=5)
         engine.dispose()
@@ -84,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.store = store
     app.state.blobstore = blobstore
+    app.state.blob_data = None  # the data plane, once the lifespan started it
     app.state.coordinator = coord
     app.state.celery = celery
     app.state.registry_db = RegistryDb(store_sessions)
@@ -121,6 +129,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lines.append("# TYPE farm_jobs gauge")
         for status, count in sorted(store.job_counts().items()):
             lines.append(f'farm_jobs{{status="{status}"}} {count}')
+        if app.state.blob_data is not None:  # what moved through the blob data plane
+            for name, value in sorted(app.state.blob_data.counters.values.items()):
+                lines.append(f"# TYPE farm_blob_data_{name}_total counter")
+                lines.append(f"farm_blob_data_{name}_total {value}")
         return "\n".join(lines) + "\n"
 
     for r in (

@@ -6,8 +6,9 @@ Workers on other hosts reach blobs only over HTTP, by ``sha256:<hex>`` digest:
 """
 
 from farm.registry.archive import pack, unpack
-from farm.registry.blobstore import BlobInfo, BlobStore, FilesystemBlobStore, digest_hex, hash_file
+from farm.registry.blobstore import BlobStore, FilesystemBlobStore
 from farm.registry.client import RegistryClient
+from farm.registry.digests import BlobInfo, digest_hex, hash_file
 
 __all__ = [
     "BlobInfo",

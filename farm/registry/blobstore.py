@@ -6,6 +6,7 @@ Layout of a :class:`FilesystemBlobStore` under its root::
     tmp/<uuid>.tmp          uploads in flight (removed on success and on failure)
     uploads/<uuid>          resumable upload sessions (GC must never touch them)
     verified/ab/<hex>       proof of the last full re-hash (see ``verify``)
+    checksums/ab/<hex>      the blob's at-rest BLAKE3, checked by whole reads (digests.py)
 
 Writes hash into a unique temp file on the same filesystem, fsync, then rename:
 readers see a whole blob or none; concurrent writers of the same bytes all win.
@@ -13,72 +14,38 @@ readers see a whole blob or none; concurrent writers of the same bytes all win.
 
 from __future__ import annotations
 
-import fcntl
+import contextlib
 import hashlib
 import json
 import os
-import re
 import time
 import uuid
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
-from farm.errors import BlobNotFound, CorruptBlob, DigestMismatch, RegistryError, UploadError
+from farm.errors import BlobNotFound, CorruptBlob, DigestMismatch, RegistryError
+from farm.registry.digests import (
+    CHUNK_SIZE,
+    DIGEST_RE,
+    BlobHasher,
+    BlobInfo,
+    ChecksumRecords,
+    Sums,
+    at_rest_hasher,
+    digest_hex,
+    hash_fd,
+    held_until_checked,
+    iter_file,
+    storage_error,
+    upload_error,
+)
+from farm.registry.sessions import UploadSessions
 
-CHUNK_SIZE = 1024 * 1024
-_DIGEST_RE = re.compile(r"sha256:([0-9a-f]{64})")
 # A verification record is only trusted for a file whose ctime was at least
 # this far in the past when it was hashed: a write landing in the same clock
 # tick as the hash would otherwise leave ctime unchanged and go unnoticed.
 _RACY_WINDOW_NS = 2_000_000_000
-
-
-@dataclass(frozen=True)
-class BlobInfo:
-    """A stored blob: its digest (``sha256:<hex>``) and size in bytes."""
-
-    digest: str
-    size: int
-
-
-def digest_hex(digest: str) -> str:
-    """The hex part of a ``sha256:<64 hex>`` digest; UploadError if malformed."""
-    match = _DIGEST_RE.fullmatch(digest) if isinstance(digest, str) else None
-    if match is None:
-        raise UploadError(f"invalid digest {digest!r}: expected 'sha256:' and 64 lowercase hex")
-    return match.group(1)
-
-
-def upload_error(message: str, status: int) -> UploadError:
-    """An UploadError carrying a more precise HTTP status (413, 416, 404)."""
-    error = UploadError(message)
-    error.http_status = status  # the tree has one UploadError; HTTP wants finer codes
-    return error
-
-
-def hash_file(path: Path) -> BlobInfo:
-    """Digest and size of a local file, read in chunks (memory flat)."""
-    hasher = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK_SIZE):
-            hasher.update(chunk)
-            size += len(chunk)
-    return BlobInfo(f"sha256:{hasher.hexdigest()}", size)
-
-
-def iter_file(f: BinaryIO, length: int | None = None, size: int = CHUNK_SIZE) -> Iterator[bytes]:
-    """Chunks of an open file from its position, up to ``length`` bytes."""
-    remaining = length
-    while remaining is None or remaining > 0:
-        chunk = f.read(size if remaining is None else min(size, remaining))
-        if not chunk:
-            return
-        if remaining is not None:
-            remaining -= len(chunk)
-        yield chunk
 
 
 def checked_chunks(chunks: Iterable[bytes], digest: str, corrupt: str) -> Iterator[bytes]:
@@ -87,17 +54,11 @@ def checked_chunks(chunks: Iterable[bytes], digest: str, corrupt: str) -> Iterat
     A consumer of corrupted bytes gets CorruptBlob(``corrupt``) instead of the end of
     the blob, so a corrupted blob is never delivered whole.
     """
-    hasher = hashlib.sha256()
-    held: bytes | None = None
-    for chunk in chunks:
-        hasher.update(chunk)
-        if held is not None:
-            yield held
-        held = chunk
-    if f"sha256:{hasher.hexdigest()}" != digest:
+
+    def corrupted() -> None:
         raise CorruptBlob(corrupt)
-    if held is not None:
-        yield held
+
+    return held_until_checked(chunks, hashlib.sha256(), digest_hex(digest), corrupted)
 
 
 class BlobStore(Protocol):
@@ -155,7 +116,7 @@ class BlobStore(Protocol):
         """Drop a session and its bytes."""
 
 
-class FilesystemBlobStore:
+class FilesystemBlobStore(UploadSessions):
     """A :class:`BlobStore` in a local directory (see the module doc for layout)."""
 
     racy_window_ns = _RACY_WINDOW_NS  # class attribute so tests may lower it
@@ -168,6 +129,16 @@ class FilesystemBlobStore:
         self._verified = self.root / "verified"
         for directory in (self._blobs, self._tmp, self._uploads, self._verified):
             directory.mkdir(parents=True, exist_ok=True)
+        self.checksums = ChecksumRecords(self.root / "checksums")
+        self._sweep_tmp()
+
+    def _sweep_tmp(self, max_age: float = 6 * 3600) -> None:
+        """Drop temp files that a killed process left behind (old: no upload is that slow)."""
+        cutoff = time.time() - max_age
+        for leftover in self._tmp.iterdir():
+            with contextlib.suppress(OSError):
+                if leftover.stat().st_mtime < cutoff:
+                    leftover.unlink()
 
     def _blob_path(self, digest: str) -> Path:
         hexdigest = digest_hex(digest)
@@ -195,18 +166,16 @@ class FilesystemBlobStore:
             digest_hex(expected_digest)  # reject a malformed digest before reading a byte
         tmp = self._tmp / f"{uuid.uuid4().hex}.tmp"
         try:
-            hasher = hashlib.sha256()
-            size = 0
+            hasher = BlobHasher()
             with open(tmp, "xb") as f:
                 for chunk in chunks:
-                    size += len(chunk)
-                    if max_size is not None and size > max_size:
+                    if max_size is not None and hasher.size + len(chunk) > max_size:
                         raise upload_error(f"blob larger than the limit of {max_size} bytes", 413)
                     hasher.update(chunk)
                     f.write(chunk)
                 f.flush()
                 os.fsync(f.fileno())
-            return self._commit(tmp, f"sha256:{hasher.hexdigest()}", size, expected_digest)
+            return self._commit(tmp, hasher.sums(), expected_digest)
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -215,29 +184,62 @@ class FilesystemBlobStore:
         with open(path, "rb") as f:
             return self.put_stream(iter_file(f), expected_digest)
 
-    def _commit(self, tmp: Path, digest: str, size: int, expected: str | None) -> BlobInfo:
+    def put_received(self, receive: Callable[[int], Sums], expected_digest: str) -> BlobInfo:
+        """Commit what ``receive(fd)`` writes into a fresh temp file under its digest.
+
+        For the data plane, which splices a socket straight into the file: ``receive``
+        hashes as it writes and returns the :class:`Sums`.  Nothing is stored unless
+        that digest is ``expected_digest``; the temp file goes in every case.
+        """
+        digest_hex(expected_digest)
+        tmp = self._tmp / f"{uuid.uuid4().hex}.tmp"
+        try:
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                sums = receive(fd)
+                try:
+                    os.fsync(fd)
+                except OSError as exc:
+                    raise storage_error(exc) from None
+            finally:
+                os.close(fd)
+            try:
+                return self._commit(tmp, sums, expected_digest)
+            except OSError as exc:
+                raise storage_error(exc) from None
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _commit(self, tmp: Path, sums: Sums, expected: str | None) -> BlobInfo:
+        digest = sums.digest
         if expected is not None and expected != digest:
             raise DigestMismatch(f"uploaded bytes have digest {digest}, not {expected}")
         dest = self._blob_path(digest)
         dest.parent.mkdir(exist_ok=True)
+        if sums.at_rest is not None:  # before the blob appears: readers can use it at once
+            self.checksums.write(digest_hex(digest), sums.at_rest)
         # Same digest, same bytes: keep the existing file when it is provably
         # intact; otherwise the atomic replace also heals a corrupted copy.
         if not (dest.is_file() and self._verified_recently(digest, dest)):
             os.replace(tmp, dest)
             _fsync_dir(dest.parent)
-        return BlobInfo(digest, size)
+        return BlobInfo(digest, sums.size)
 
     def open_read(self, digest: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
         """Chunks of a blob from ``offset``; whole-blob reads are hash-checked.
 
-        A whole-blob read hashes as it goes and holds back the last chunk until the
-        digest matched: a consumer of corrupted bytes gets CorruptBlob instead of
-        the end of the blob.  Ranged reads cannot be checked cheaply and are not.
+        A whole-blob read hashes as it goes (the at-rest checksum, see digests.py)
+        and holds back the last chunk until it matched: a consumer of corrupted bytes
+        gets CorruptBlob instead of the end of the blob.  Ranged reads are not checked.
         """
         size = self.stat(digest).size  # BlobNotFound now, not at first next()
         if offset < 0 or offset > size or (length is not None and length < 0):
             raise RegistryError(f"range {offset}+{length} outside blob {digest} of {size} bytes")
         whole = offset == 0 and (length is None or length >= size)
+        if not whole and (length is None or offset + length >= size) and size:
+            # A range that ends the blob completes it (a resumed download): the
+            # whole blob must check out first, or resuming would deliver it corrupted.
+            self.check(digest)
         return self._read(digest, offset, length, whole)
 
     def _read(self, digest: str, offset: int, length: int | None, whole: bool) -> Iterator[bytes]:
@@ -250,10 +252,16 @@ class FilesystemBlobStore:
             if not whole:
                 yield from iter_file(f, length)
                 return
-            yield from checked_chunks(
-                iter_file(f, size=4 * CHUNK_SIZE),  # 1/4 of the hops per GiB
-                digest,
-                f"blob {digest} is corrupted on disk: its bytes no longer match",
+            chunks = iter_file(f, size=4 * CHUNK_SIZE)  # 1/4 of the hops per GiB
+            at_rest = self.checksums.read(digest_hex(digest))
+            if at_rest is None:
+                yield from checked_chunks(
+                    chunks, digest, f"blob {digest} is corrupted on disk: its bytes no longer match"
+                )
+                return
+            # A mismatch is settled by a full sha256 (which also rewrites a bad record).
+            yield from held_until_checked(
+                chunks, at_rest_hasher(), at_rest, lambda: self.verify(digest)
             )
 
     def verify(self, digest: str, *, cached: bool = False) -> BlobInfo:
@@ -263,25 +271,65 @@ class FilesystemBlobStore:
         slow, so a successful verify records the file's (inode, size, mtime, ctime)
         and ``cached=True`` skips the re-hash while that stat is unchanged.  Any
         write bumps ctime; silent media corruption does not, which is why
-        whole-blob reads are hash-checked again while streaming.
+        whole-blob reads are checked again while streaming.  It also (re)writes the
+        blob's at-rest checksum record.
         """
         path = self._blob_path(digest)
         if cached and self._verified_recently(digest, path):
             return self.stat(digest)
         try:
             before = path.stat()
-            info = hash_file(path)
+            hasher = BlobHasher()
+            with open(path, "rb") as f:
+                for chunk in iter_file(f):
+                    hasher.update(chunk)
         except FileNotFoundError:
             raise BlobNotFound(f"blob {digest} not found") from None
-        if info.digest != digest:
-            raise CorruptBlob(f"blob {digest} is corrupted on disk: bytes hash to {info.digest}")
+        sums = hasher.sums()
+        if sums.digest != digest:
+            raise CorruptBlob(f"blob {digest} is corrupted on disk: bytes hash to {sums.digest}")
+        if sums.at_rest is not None and self.checksums.read(digest_hex(digest)) != sums.at_rest:
+            self.checksums.write(digest_hex(digest), sums.at_rest)
         if time.time_ns() - before.st_ctime_ns >= self.racy_window_ns:
             record = self._record_path(digest)
             record.parent.mkdir(exist_ok=True)
             tmp = self._tmp / f"{uuid.uuid4().hex}.verified"
             tmp.write_text(json.dumps(_stat_key(before)))
             os.replace(tmp, record)
-        return BlobInfo(digest, info.size)
+        return BlobInfo(digest, sums.size)
+
+    def check(self, digest: str, fd: int | None = None) -> None:
+        """Whole-blob check by its at-rest checksum (sha256 where it has no record).
+
+        ``fd`` is the open blob being served, else the stored file is opened.  A
+        mismatch goes to :meth:`settle`.  CorruptBlob if the bytes are bad.
+        """
+        if fd is None:
+            try:
+                with open(self._blob_path(digest), "rb") as f:
+                    return self.check(digest, f.fileno())
+            except FileNotFoundError:
+                raise BlobNotFound(f"blob {digest} not found") from None
+        expected = self.checksums.read(digest_hex(digest))
+        if expected is None or hash_fd(fd, at_rest_hasher()) != expected:
+            self.settle(digest, fd)
+
+    def settle(self, digest: str, fd: int) -> None:
+        """Full sha256 of an open blob after its at-rest check failed (or had no record).
+
+        CorruptBlob if the bytes are bad; otherwise the record was what was wrong (torn,
+        rotted, absent) and is written again, so it never gets blamed on the blob.
+        """
+        hasher = BlobHasher()
+        while chunk := os.pread(fd, 4 * CHUNK_SIZE, hasher.size):
+            hasher.update(chunk)
+        sums = hasher.sums()
+        if sums.digest != digest:
+            raise CorruptBlob(
+                f"blob {digest} is corrupted on disk: its bytes hash to {sums.digest}"
+            )
+        if sums.at_rest is not None:
+            self.checksums.write(digest_hex(digest), sums.at_rest)
 
     def _record_path(self, digest: str) -> Path:
         return self._verified / self._blob_path(digest).relative_to(self._blobs)
@@ -298,108 +346,18 @@ class FilesystemBlobStore:
         return self._blob_path(digest) if self.has(digest) else None
 
     def delete(self, digest: str) -> None:
-        """Remove a blob and its verification record; absent is fine."""
+        """Remove a blob and its records; absent is fine."""
         self._blob_path(digest).unlink(missing_ok=True)
         self._record_path(digest).unlink(missing_ok=True)
+        self.checksums.drop(digest_hex(digest))
 
     def iter_digests(self) -> Iterator[str]:
         """Every committed digest (never temp files or upload sessions)."""
         for shard in sorted(self._blobs.iterdir()):
             if shard.is_dir():
                 for blob in sorted(shard.iterdir()):
-                    if _DIGEST_RE.fullmatch(f"sha256:{blob.name}") and blob.is_file():
+                    if DIGEST_RE.fullmatch(f"sha256:{blob.name}") and blob.is_file():
                         yield f"sha256:{blob.name}"
-
-    def _session_path(self, upload_id: str) -> Path:
-        try:
-            canonical = str(uuid.UUID(upload_id))
-        except (ValueError, TypeError, AttributeError):
-            canonical = ""
-        if canonical != upload_id:  # also keeps the id from naming another path
-            raise upload_error(f"unknown upload session {upload_id!r}", 404)
-        return self._uploads / upload_id
-
-    def _open_session(self, upload_id: str) -> BinaryIO:
-        path = self._session_path(upload_id)
-        try:
-            f = open(path, "r+b")  # noqa: SIM115 - the caller closes it
-        except FileNotFoundError:
-            raise upload_error(f"unknown upload session {upload_id}", 404) from None
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # one writer per session
-        # A finish or abort may have won the lock and moved the file away.
-        try:
-            same = os.stat(path).st_ino == os.fstat(f.fileno()).st_ino
-        except FileNotFoundError:
-            same = False
-        if not same:
-            f.close()
-            raise upload_error(f"unknown upload session {upload_id}", 404)
-        return f
-
-    def start_upload(self) -> str:
-        """Open a resumable upload session; returns its uuid."""
-        upload_id = str(uuid.uuid4())
-        self._session_path(upload_id).touch(exist_ok=False)
-        return upload_id
-
-    def upload_chunk(
-        self, upload_id: str, offset: int, chunks: Iterable[bytes], max_size: int | None = None
-    ) -> int:
-        """Append at ``offset``; bytes received before a dropped connection are kept."""
-        with self._open_session(upload_id) as f:
-            size = os.fstat(f.fileno()).st_size
-            if offset != size:
-                raise upload_error(f"expected offset {size}, got {offset}", 416)
-            f.seek(size)
-            try:
-                for chunk in chunks:
-                    size += len(chunk)
-                    if max_size is not None and size > max_size:
-                        f.truncate(size - len(chunk))
-                        raise upload_error(f"upload larger than the limit of {max_size} bytes", 413)
-                    f.write(chunk)
-            finally:
-                # Keep what arrived so the client can resume from upload_status,
-                # and refresh the mtime a session GC looks at.
-                f.flush()
-                os.utime(f.fileno())
-            return size
-
-    def upload_status(self, upload_id: str) -> int:
-        """Bytes received so far by a session."""
-        try:
-            return self._session_path(upload_id).stat().st_size
-        except FileNotFoundError:
-            raise upload_error(f"unknown upload session {upload_id}", 404) from None
-
-    def finish_upload(
-        self, upload_id: str, expected_digest: str, max_size: int | None = None
-    ) -> BlobInfo:
-        """Hash the session's bytes and commit them; a bad result drops the session."""
-        digest_hex(expected_digest)
-        with self._open_session(upload_id) as f:
-            tmp = self._tmp / f"{uuid.uuid4().hex}.tmp"
-            # Moving the session aside under the lock ends it for concurrent
-            # writers (they see another inode) and avoids copying the bytes.
-            os.replace(self._session_path(upload_id), tmp)
-            try:
-                f.seek(0)
-                hasher = hashlib.sha256()
-                size = 0
-                for chunk in iter_file(f):
-                    hasher.update(chunk)
-                    size += len(chunk)
-                if max_size is not None and size > max_size:
-                    raise upload_error(f"upload larger than the limit of {max_size} bytes", 413)
-                os.fsync(f.fileno())
-                return self._commit(tmp, f"sha256:{hasher.hexdigest()}", size, expected_digest)
-            finally:
-                tmp.unlink(missing_ok=True)
-
-    def abort_upload(self, upload_id: str) -> None:
-        """Drop a session and its bytes."""
-        with self._open_session(upload_id):
-            self._session_path(upload_id).unlink()
 
 
 def _stat_key(st: os.stat_result) -> list[int]:

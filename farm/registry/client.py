@@ -8,6 +8,7 @@ caller's fault and raise the FarmError the server named, with its message.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import queue
 import threading
@@ -22,26 +23,16 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 
 from farm import errors
 from farm.errors import DigestMismatch, FarmError, ServiceUnavailable, UploadError
-from farm.registry.blobstore import CHUNK_SIZE, BlobInfo, digest_hex, hash_file, iter_file
+from farm.registry import zerocopy
+from farm.registry.digests import CHUNK_SIZE, BlobInfo, digest_hex, hash_file, iter_file
+from farm.registry.direct import DataPlaneUnreachable, DirectBlobClient, Download, TransferError
+from farm.registry.wire import error_from
 
 T = TypeVar("T")
 PREFIX = "/api/v1/blobs"
+ENDPOINTS = "/api/v1/registry/endpoints"
+log = logging.getLogger("farm.registry.client")
 DEFAULT_CHUNK = 8 * 1024 * 1024
-# Server-named errors that the client re-raises as themselves.
-_NAMED: dict[str, type[FarmError]] = {
-    cls.__name__: cls
-    for cls in (
-        errors.DigestMismatch,
-        errors.BlobNotFound,
-        errors.CorruptBlob,
-        errors.UploadError,
-        errors.UnsafeArchive,
-        errors.RegistryError,
-        errors.NotFound,
-        errors.Conflict,
-        errors.ServiceUnavailable,
-    )
-}
 
 
 class _Retryable(Exception):
@@ -54,22 +45,12 @@ class _Retryable(Exception):
 
 def error_from_response(response: httpx.Response) -> FarmError:
     """The FarmError a non-2xx answer stands for, with the server's one-line message."""
-    message = f"HTTP {response.status_code} from {response.request.method} {response.url}"
-    try:
-        detail = response.json().get("detail") if response.content else None
-    except (ValueError, AttributeError):
-        detail = None
-    if isinstance(detail, str) and detail:
-        message = detail
-    cls = _NAMED.get(response.headers.get("x-farm-error", ""))
-    if cls is None:
-        status = response.status_code
-        cls = {404: errors.BlobNotFound, 503: ServiceUnavailable}.get(status) or (
-            UploadError if status in (400, 413, 416) else errors.RegistryError
-        )
-    error = cls(message)
-    error.http_status = response.status_code
-    return error
+    return error_from(
+        response.status_code,
+        response.headers.get("x-farm-error", ""),
+        response.content,
+        f"{response.request.method} {response.url}",
+    )
 
 
 class RegistryClient:
@@ -89,6 +70,8 @@ class RegistryClient:
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout, headers=headers)
         self._attempts = attempts
         self._backoff = backoff
+        self._timeout = timeout
+        self._direct: DirectBlobClient | bool | None = zerocopy.available()  # True: not asked
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -105,17 +88,51 @@ class RegistryClient:
         retrying = Retrying(
             stop=stop_after_attempt(self._attempts),
             wait=wait_exponential(multiplier=self._backoff, max=10.0),
-            retry=retry_if_exception(lambda e: isinstance(e, httpx.TransportError | _Retryable)),
+            retry=retry_if_exception(
+                lambda e: isinstance(e, httpx.TransportError | TransferError | _Retryable)
+            ),
             reraise=True,
         )
         try:
             return retrying(attempt)
         except _Retryable as exc:
             raise exc.error from None
-        except httpx.TransportError as exc:
+        except (httpx.TransportError, TransferError) as exc:
             raise ServiceUnavailable(
                 f"cannot reach the farm API at {self.base_url}: {exc or type(exc).__name__}"
             ) from None
+
+    def _data_plane(self) -> DirectBlobClient | None:
+        """The API's blob data plane, asked for once; None when it has none (or is old)."""
+        if self._direct is True:
+            self._direct = None
+            try:
+                response = self._http.get(ENDPOINTS)
+                url = response.json().get("blob_data") if response.is_success else None
+                if isinstance(url, str):
+                    self._direct = DirectBlobClient(url, self._timeout)
+            except (httpx.HTTPError, ValueError, AttributeError) as exc:
+                log.info("no blob data plane at %s: %s", self.base_url, exc)
+        return self._direct if isinstance(self._direct, DirectBlobClient) else None
+
+    def _unreachable(self, exc: DataPlaneUnreachable) -> None:
+        log.warning("%s; moving blobs through the API instead", exc)
+        self._direct = None
+
+    def _direct_call(self, attempt: Callable[[], T]) -> T:
+        """``_call`` for a data-plane attempt: its 5xx answers are retried like the API's."""
+
+        def classified() -> T:
+            try:
+                return attempt()
+            except FarmError as error:
+                # A corrupted blob or a full disk stays so; asking again only wastes time.
+                hopeless = isinstance(error, errors.CorruptBlob) or error.http_status == 507
+                if error.http_status >= 500 and not hopeless:
+                    raise _Retryable(error) from None
+                raise
+
+        return self._call(classified)
 
     @staticmethod
     def _check(response: httpx.Response) -> httpx.Response:
@@ -148,8 +165,18 @@ class RegistryClient:
     def upload_file(self, path: Path) -> BlobInfo:
         """Upload a file in one streaming PUT, unless the farm already has its digest."""
         info = hash_file(path)
-        if self.exists(info.digest):
-            return info
+        if not self.exists(info.digest):
+            self.put_file(path, info)
+        return info
+
+    def put_file(self, path: Path, info: BlobInfo) -> None:
+        """Upload a file whose digest and size are already known, in one PUT."""
+        direct = self._data_plane()
+        if direct is not None:
+            try:
+                return self._direct_call(lambda: direct.put_file(path, info))
+            except DataPlaneUnreachable as exc:
+                self._unreachable(exc)
 
         def attempt() -> None:
             with open(path, "rb") as f:  # reopened per attempt: a retry starts over
@@ -157,7 +184,6 @@ class RegistryClient:
                 self._check(self._http.put(f"{PREFIX}/{info.digest}", content=f, headers=headers))
 
         self._call(attempt)
-        return info
 
     def upload_resumable(self, path: Path, chunk_size: int = DEFAULT_CHUNK) -> BlobInfo:
         """Upload through a session in ``chunk_size`` PATCHes, resuming after failures."""
@@ -210,6 +236,12 @@ class RegistryClient:
         """
         digest_hex(digest)
         dest = Path(dest)
+        direct = self._data_plane()
+        if direct is not None:
+            try:
+                return self._download_direct(direct, digest, dest, durable)
+            except DataPlaneUnreachable as exc:
+                self._unreachable(exc)
         tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex}.part"
         # Hash and size survive failed attempts so a retry resumes with Range.
         progress = _Progress()
@@ -244,6 +276,28 @@ class RegistryClient:
         finally:
             tmp.unlink(missing_ok=True)
         return BlobInfo(digest, progress.size)
+
+    def _download_direct(
+        self, direct: DirectBlobClient, digest: str, dest: Path, durable: bool
+    ) -> BlobInfo:
+        """``download_to`` through the data plane: spliced in, hashed behind, then renamed."""
+        tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex}.part"
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            download = Download(fd)
+            try:
+                self._direct_call(lambda: direct.get_into(digest, download))
+            finally:
+                got = f"sha256:{download.hasher.finish()}"
+            if got != digest:
+                raise DigestMismatch(f"downloaded bytes of {digest} hash to {got}")
+            if durable:
+                os.fsync(fd)
+            os.replace(tmp, dest)
+            return BlobInfo(digest, download.size)
+        finally:
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
 
 
 def pump(

@@ -14,7 +14,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from farm.coordinator.records import BuildRecord
 from farm.db.repository import Store
 from farm.errors import ConfigError
+from farm.registry import zerocopy
 from farm.registry.blobstore import BlobStore, FilesystemBlobStore
+from farm.registry.dataplane import BlobDataServer
 from farm.registry.provenance import build_statement, canonical, load_or_create_key, sign_statement
 from farm.settings import Settings
 
@@ -52,6 +54,33 @@ def _s3_store(settings: Settings) -> BlobStore:
     store = S3BlobStore(client, settings.s3_bucket, settings.s3_prefix)
     store.ensure_bucket()
     return store
+
+
+def make_data_plane(settings: Settings, blobs: BlobStore) -> BlobDataServer | None:
+    """The blob data plane for this store, bound but not started; None where it cannot run.
+
+    It needs a local filesystem store and Linux's splice/sendfile.  A port that is
+    taken is logged, not fatal: clients then move blobs through the API, slower.
+    """
+    if not (settings.blob_data_plane and zerocopy.available()):
+        return None
+    if not isinstance(blobs, FilesystemBlobStore):
+        return None
+    try:
+        return BlobDataServer(
+            blobs,
+            settings.api_host,
+            settings.resolved_blob_port,
+            max_blob_bytes=settings.max_blob_bytes,
+        )
+    except OSError as exc:
+        log.error(
+            "blob data plane not started on %s:%s (%s); blobs go through the API",
+            settings.api_host,
+            settings.resolved_blob_port,
+            exc,
+        )
+        return None
 
 
 def builder_id(settings: Settings) -> str:

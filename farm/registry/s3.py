@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from farm.errors import BlobNotFound, CorruptBlob, DigestMismatch, RegistryError, ServiceUnavailable
-from farm.registry.blobstore import CHUNK_SIZE, BlobInfo, checked_chunks, digest_hex, upload_error
+from farm.registry.blobstore import checked_chunks
+from farm.registry.digests import CHUNK_SIZE, BlobInfo, digest_hex, session_id, upload_error
 from farm.registry.gc import BlobEntry
 
 if TYPE_CHECKING:
@@ -297,13 +298,7 @@ class S3BlobStore:
 
     def _session(self, upload_id: str) -> list[tuple[int, int, str]]:
         """(offset, size, key) of a session's chunks in order; 404 if no such session."""
-        try:
-            canonical = str(uuid.UUID(upload_id))
-        except (ValueError, TypeError, AttributeError):
-            canonical = ""
-        if canonical != upload_id:  # also keeps the id from naming another key
-            raise upload_error(f"unknown upload session {upload_id!r}", 404)
-        root = self._key("uploads", upload_id, "")
+        root = self._key("uploads", session_id(upload_id), "")
         chunks, marker = [], False
         for obj in self._list(root):
             name = obj["Key"][len(root) :]

@@ -25,12 +25,13 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.requests import ClientDisconnect
 
 from farm.errors import FarmError
-from farm.registry.blobstore import BlobStore, digest_hex, upload_error
+from farm.registry.blobstore import BlobStore
+from farm.registry.digests import digest_hex, upload_error
+from farm.registry.wire import PREVERIFY_MAX_BYTES, parse_range
 
 router = APIRouter(prefix="/api/v1/blobs", tags=["blobs"])
 
 DEFAULT_MAX_BLOB_BYTES = 10 * 1024**3
-_RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)")
 _CONTENT_RANGE_RE = re.compile(r"(?:bytes )?(\d+)-(\d+)(?:/(?:\d+|\*))?")
 T = TypeVar("T")
 
@@ -38,7 +39,6 @@ T = TypeVar("T")
 # A PUT hands its thread up to 4 MiB at a time; resumable PATCHes hand over every piece
 # so the session's offset shows each byte that arrived before a dropped connection.
 PUT_BATCH_BYTES = 4 * 1024 * 1024
-PREVERIFY_MAX_BYTES = 64 * 1024 * 1024
 # Items a read_ahead thread may run ahead: body pieces of <= ~320 KiB on a PUT,
 # 4 MiB blob chunks on a GET (so memory stays flat: a few MiB per transfer).
 PUT_AHEAD = 16
@@ -104,19 +104,6 @@ def http_error(exc: FarmError, headers: dict[str, str] | None = None) -> HTTPExc
     )
 
 
-def _parse_range(header: str, size: int) -> tuple[int, int] | None:
-    """Inclusive (start, end) of a single ``bytes=`` range, None if unsatisfiable."""
-    match = _RANGE_RE.fullmatch(header.strip())
-    if match is None or not (match[1] or match[2]) or size == 0:
-        return None
-    if match[1]:
-        start = int(match[1])
-        end = min(int(match[2]), size - 1) if match[2] else size - 1
-        return (start, end) if start < size and start <= end else None
-    suffix = int(match[2])
-    return (max(0, size - suffix), size - 1) if suffix > 0 else None
-
-
 def blob_response(store: BlobStore, digest: str, request: Request) -> Response:
     """The GET/HEAD response for a blob, honouring ``Range``; shared by other routers.
 
@@ -143,7 +130,7 @@ def blob_response(store: BlobStore, digest: str, request: Request) -> Response:
                 store.verify(digest, cached=True)
             start, end, status = 0, info.size - 1, 200
         else:
-            bounds = _parse_range(range_header, info.size)
+            bounds = parse_range(range_header, info.size)
             if bounds is None:
                 raise HTTPException(
                     status_code=416,

@@ -118,3 +118,21 @@ def build_provenance(build_id: int, request: Request, store: StoreDep, blobs: Bl
             "X-Farm-Payload-Type": PAYLOAD_TYPE,
         },
     )
+
+
+class Endpoints(BaseModel):
+    """Where clients move blob bytes: the API always, the data plane when there is one."""
+
+    api: str
+    blob_data: str | None
+
+
+@router.get("/registry/endpoints", response_model=Endpoints)
+def endpoints(request: Request) -> Endpoints:
+    """The blob data plane's URL (whole-blob GET/PUT at kernel speed), or null."""
+    settings = request.app.state.settings
+    data_plane = getattr(request.app.state, "blob_data", None)
+    url = None
+    if data_plane is not None:
+        url = settings.blob_data_url or data_plane.url_for(request.url.hostname or "127.0.0.1")
+    return Endpoints(api=str(request.base_url).rstrip("/"), blob_data=url)

@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
 from farm.errors import BlobNotFound, CorruptBlob, DigestMismatch, RegistryError, UploadError
-from farm.registry.blobstore import BlobStore, FilesystemBlobStore, digest_hex
+from farm.registry.blobstore import BlobStore, FilesystemBlobStore
+from farm.registry.digests import digest_hex
 from farm.registry.s3 import S3BlobStore
+from tests.farmtest import at_once
 
 if TYPE_CHECKING:
     from conftest import AppFactory, S3Server, ServeFactory
@@ -171,21 +172,8 @@ def test_corruption_is_detected_and_healed_by_reupload(h: Harness) -> None:
 
 def test_concurrent_puts_of_the_same_bytes(h: Harness) -> None:
     data = os.urandom(6 * MiB)
-    results: list[Any] = []
-    errors: list[BaseException] = []
-
-    def put() -> None:
-        try:
-            results.append(h.store.put_stream(chunked(data), sha(data)))
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=put) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors and len(results) == 4
+    results = at_once(lambda: h.store.put_stream(chunked(data), sha(data)), 4)
+    assert [r.digest for r in results if not isinstance(r, BaseException)] == [sha(data)] * 4
     assert list(h.store.iter_digests()) == [sha(data)]
     assert read_all(h.store, sha(data)) == data
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import threading
 from pathlib import Path
 
 import pytest
 
 from farm.errors import BlobNotFound, CorruptBlob, DigestMismatch, UploadError
-from farm.registry.blobstore import FilesystemBlobStore, digest_hex, hash_file
+from farm.registry.blobstore import FilesystemBlobStore
+from farm.registry.digests import digest_hex, hash_file
+from tests.farmtest import at_once
 
 
 def sha(data: bytes) -> str:
@@ -121,24 +122,10 @@ def test_verification_record_is_trusted_only_while_file_unchanged(
 
 def test_concurrent_puts_of_same_bytes_all_succeed(store: FilesystemBlobStore) -> None:
     data = b"z" * 3_000_000
-    results: list[object] = []
-    barrier = threading.Barrier(8)
-
-    def put() -> None:
-        barrier.wait()
-        try:
-            results.append(
-                store.put_stream([data[i : i + 65536] for i in range(0, len(data), 65536)])
-            )
-        except Exception as exc:  # collected, asserted below
-            results.append(exc)
-
-    threads = [threading.Thread(target=put) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    pieces = [data[i : i + 65536] for i in range(0, len(data), 65536)]
+    results = at_once(lambda: store.put_stream(pieces), 8)
     assert all(r == results[0] for r in results) and len(results) == 8
+    assert not isinstance(results[0], BaseException)
     assert len(blob_files(store)) == 1 and leftovers(store) == []
     assert b"".join(store.open_read(sha(data))) == data
 
