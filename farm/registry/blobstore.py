@@ -220,7 +220,7 @@ class FilesystemBlobStore(UploadSessions):
             self.checksums.write(digest_hex(digest), sums.at_rest)
         # Same digest, same bytes: keep the existing file when it is provably
         # intact; otherwise the atomic replace also heals a corrupted copy.
-        if not (dest.is_file() and self._verified_recently(digest, dest)):
+        if not (dest.is_file() and self._verified_recently(digest)):
             os.replace(tmp, dest)
             _fsync_dir(dest.parent)
         return BlobInfo(digest, sums.size)
@@ -275,7 +275,7 @@ class FilesystemBlobStore(UploadSessions):
         blob's at-rest checksum record.
         """
         path = self._blob_path(digest)
-        if cached and self._verified_recently(digest, path):
+        if cached and self._verified_recently(digest):
             return self.stat(digest)
         try:
             before = path.stat()
@@ -290,19 +290,25 @@ class FilesystemBlobStore(UploadSessions):
             raise CorruptBlob(f"blob {digest} is corrupted on disk: bytes hash to {sums.digest}")
         if sums.at_rest is not None and self.checksums.read(digest_hex(digest)) != sums.at_rest:
             self.checksums.write(digest_hex(digest), sums.at_rest)
+        self._remember_verified(digest, before)
+        return BlobInfo(digest, sums.size)
+
+    def _remember_verified(self, digest: str, before: os.stat_result) -> None:
+        """Record that the file with this stat checked out whole (see ``verify``)."""
         if time.time_ns() - before.st_ctime_ns >= self.racy_window_ns:
             record = self._record_path(digest)
             record.parent.mkdir(exist_ok=True)
             tmp = self._tmp / f"{uuid.uuid4().hex}.verified"
             tmp.write_text(json.dumps(_stat_key(before)))
             os.replace(tmp, record)
-        return BlobInfo(digest, sums.size)
 
     def check(self, digest: str, fd: int | None = None) -> None:
         """Whole-blob check by its at-rest checksum (sha256 where it has no record).
 
         ``fd`` is the open blob being served, else the stored file is opened.  A
-        mismatch goes to :meth:`settle`.  CorruptBlob if the bytes are bad.
+        mismatch goes to :meth:`settle`.  CorruptBlob if the bytes are bad.  Like
+        ``verify(cached=True)``, a file unchanged since its last whole check is not
+        hashed again: clients that read a zip's tail by Range do that often.
         """
         if fd is None:
             try:
@@ -310,9 +316,13 @@ class FilesystemBlobStore(UploadSessions):
                     return self.check(digest, f.fileno())
             except FileNotFoundError:
                 raise BlobNotFound(f"blob {digest} not found") from None
+        before = os.fstat(fd)
+        if self._verified_recently(digest, before):
+            return
         expected = self.checksums.read(digest_hex(digest))
         if expected is None or hash_fd(fd, at_rest_hasher()) != expected:
             self.settle(digest, fd)
+        self._remember_verified(digest, before)
 
     def settle(self, digest: str, fd: int) -> None:
         """Full sha256 of an open blob after its at-rest check failed (or had no record).
@@ -334,10 +344,11 @@ class FilesystemBlobStore(UploadSessions):
     def _record_path(self, digest: str) -> Path:
         return self._verified / self._blob_path(digest).relative_to(self._blobs)
 
-    def _verified_recently(self, digest: str, path: Path) -> bool:
+    def _verified_recently(self, digest: str, st: os.stat_result | None = None) -> bool:
+        """Whether the blob (stat ``st``, default its file's) is unchanged since checked."""
         try:
             record = json.loads(self._record_path(digest).read_text())
-            return bool(record == _stat_key(path.stat()))
+            return bool(record == _stat_key(st or self._blob_path(digest).stat()))
         except (OSError, ValueError):
             return False
 
