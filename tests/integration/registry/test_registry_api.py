@@ -197,6 +197,12 @@ def test_artifact_search_filters(env: Env) -> None:
     row = env.http.get("/api/v1/artifacts", params={"build": a, "name": "app.tar"}).json()[0]
     assert row["digest"] == sha(b"A") and row["job_name"] == "package"
     assert env.http.get(row["url"]).content == b"A"  # the old download route still works
+    got = env.cli("artifacts", "get", row["digest"], "-o", str(env.tmp / "app.tar"))
+    assert got.returncode == 0 and "verified" in got.stdout, got.stderr
+    assert (env.tmp / "app.tar").read_bytes() == b"A"
+    missing = env.cli("artifacts", "get", "sha256:" + "0" * 64, "-o", str(env.tmp / "no.tar"))
+    assert missing.returncode != 0 and "not found" in missing.stderr
+    assert not (env.tmp / "no.tar").exists()
 
     out = env.cli("artifacts", "ls", "--project", "alpha", "--ref", "dev", "--name", "app.tar")
     assert out.returncode == 0 and sha(b"B") in out.stdout and sha(b"A") not in out.stdout
