@@ -162,9 +162,13 @@ class RegistryClient:
         except errors.CorruptBlob:
             return False  # the server's copy is bad: an upload will replace it
 
-    def upload_file(self, path: Path) -> BlobInfo:
-        """Upload a file in one streaming PUT, unless the farm already has its digest."""
-        info = hash_file(path)
+    def upload_file(self, path: Path, info: BlobInfo | None = None) -> BlobInfo:
+        """Upload a file in one PUT, unless the farm already has its digest.
+
+        ``info``: the file's digest and size when already known (an archive hashed
+        while it was packed), which saves reading it once more.
+        """
+        info = info or hash_file(path)
         if not self.exists(info.digest):
             self.put_file(path, info)
         return info

@@ -33,7 +33,7 @@ import httpx
 
 from farm.errors import FarmError, ServiceUnavailable
 from farm.pipeline.variables import expand_text
-from farm.registry.archive import pack, unpack
+from farm.registry.archive import compression_level, pack, unpack
 from farm.registry.client import RegistryClient
 
 Say = Callable[[str], None]
@@ -205,11 +205,15 @@ class JobCaches:
         if not paths:
             return
         dest = self.scratch / f"cache-out-{i}.tar.gz"
-        files = pack(self.workspace, paths, dest=dest)
+        level, warning = compression_level(self.env.get("CACHE_COMPRESSION_LEVEL"))
+        if warning:
+            self.say(f"WARNING: CACHE_COMPRESSION_LEVEL: {warning}")
+        packed = pack(self.workspace, paths, dest=dest, level=level)
+        files = packed.files
         if not files:
             self.say(f"WARNING: no files matched cache {key!r}; nothing saved")
             return
-        info = self.registry.upload_file(dest)
+        info = self.registry.upload_file(dest, packed.blob)
         self.index.put(self.project, key, info.digest, info.size)
         dest.unlink()
         self.say(f"Saved cache {key!r} ({len(files)} entries, {info.size} bytes)")

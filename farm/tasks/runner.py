@@ -20,7 +20,7 @@ from farm.executor.base import ContainerJob, Executor, Limits, Mount, RunResult,
 from farm.executor.reaper import job_labels
 from farm.pipeline.model import ServiceSpec
 from farm.pipeline.rules import compile_regex
-from farm.registry.archive import pack, unpack
+from farm.registry.archive import compression_level, pack, unpack
 from farm.registry.client import RegistryClient
 from farm.settings import Settings
 from farm.tasks.api_client import CoordinatorClient
@@ -278,9 +278,13 @@ class JobRunner:
             paths += [literal_pattern(p) for p in untracked_files(workspace, tracked)]
         if paths:
             dest = jobdir / "artifacts.tar.gz"
-            files = pack(workspace, paths, art.get("exclude") or (), dest=dest)
+            level, warning = compression_level(spec["variables"].get("ARTIFACT_COMPRESSION_LEVEL"))
+            if warning:
+                logs.system(f"WARNING: ARTIFACT_COMPRESSION_LEVEL: {warning}")
+            packed = pack(workspace, paths, art.get("exclude") or (), dest=dest, level=level)
+            files = packed.files
             if files:
-                info = self.registry.upload_file(dest)
+                info = self.registry.upload_file(dest, packed.blob)
                 logs.system(
                     f"Uploaded {len(files)} artifact files ({info.size} bytes, {info.digest[:19]})"
                 )

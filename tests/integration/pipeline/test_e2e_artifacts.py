@@ -69,3 +69,31 @@ def test_artifacts_dotenv_untracked_and_coverage(farm: Farm, tmp_path: Path) -> 
     assert [a["files"] for a in onfail["artifacts"]] == [["fail.txt"]]
     assert job_named(done, "cov")["coverage"] == 87.5
     assert job_named(done, "make")["coverage"] is None
+
+
+LEVELS = f"""
+image: {BUSYBOX}
+.big: &big
+  script: ['yes farm-artifact | head -c 3000000 > big.txt']
+  artifacts:
+    paths: [big.txt]
+stored:
+  <<: *big
+  variables: {{ARTIFACT_COMPRESSION_LEVEL: "0"}}
+deflated:
+  <<: *big
+odd:
+  <<: *big
+  variables: {{ARTIFACT_COMPRESSION_LEVEL: turbo}}
+"""
+
+
+def test_artifact_compression_level_variable(farm: Farm, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "levels", {".farm-ci.yml": LEVELS})
+    done = farm.wait(farm.submit(repo, ref="main")["id"], timeout=120)
+    assert done["status"] == "success", done["jobs"]
+    size = {name: job_named(done, name)["artifacts"][0]["size"] for name in ("stored", "deflated")}
+    assert size["stored"] > 3_000_000 > 20 * size["deflated"]  # level 0 stores, 6 deflates
+    odd = job_named(done, "odd")
+    assert odd["artifacts"][0]["size"] == size["deflated"]  # unknown word: the default level
+    assert "unknown compression level 'turbo'" in farm.log(odd["id"])

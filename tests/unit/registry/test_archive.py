@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from farm.errors import UnsafeArchive
-from farm.registry.archive import match_path, pack, unpack
+from farm.registry.archive import compression_level, match_path, pack, unpack
+from farm.registry.digests import hash_file
 
 
 def make_tree(root: Path) -> None:
@@ -60,7 +61,7 @@ def test_match_path(pattern: str, path: str, expected: bool) -> None:
 
 def test_pack_globs_dirs_and_exclude(tree: Path, tmp_path: Path) -> None:
     dest = tmp_path / "a.tar.gz"
-    packed = pack(tree, ["build", "dist/*.whl", "**/*.md"], exclude=["**/*.o"], dest=dest)
+    packed = pack(tree, ["build", "dist/*.whl", "**/*.md"], exclude=["**/*.o"], dest=dest).files
     assert packed == [
         "README.md",
         "build",
@@ -80,19 +81,47 @@ def test_pack_globs_dirs_and_exclude(tree: Path, tmp_path: Path) -> None:
 
 
 def test_pack_excludes_a_directory_with_its_content(tree: Path, tmp_path: Path) -> None:
-    packed = pack(tree, ["build/**"], exclude=["build/lib"], dest=tmp_path / "a.tgz")
+    packed = pack(tree, ["build/**"], exclude=["build/lib"], dest=tmp_path / "a.tgz").files
     assert packed == ["build/app"]
 
 
-def test_pack_is_reproducible(tree: Path, tmp_path: Path) -> None:
-    pack(tree, ["."], dest=tmp_path / "one.tgz")
-    pack(tree, ["."], dest=tmp_path / "two.tgz")
+def test_pack_is_reproducible_and_hashed_while_written(tree: Path, tmp_path: Path) -> None:
+    one = pack(tree, ["."], dest=tmp_path / "one.tgz")
+    two = pack(tree, ["."], dest=tmp_path / "two.tgz")
     assert (tmp_path / "one.tgz").read_bytes() == (tmp_path / "two.tgz").read_bytes()
+    assert one.blob == two.blob == hash_file(tmp_path / "one.tgz")
+
+
+@pytest.mark.parametrize(
+    ("word", "level", "warned"),
+    [
+        (None, 6, False),
+        ("fastest", 1, False),
+        ("FAST", 3, False),
+        ("default", 6, False),
+        ("slowest", 9, False),
+        ("0", 0, False),
+        ("turbo", 6, True),
+        ("12", 6, True),
+    ],
+)
+def test_compression_level_words(word: str | None, level: int, warned: bool) -> None:
+    assert compression_level(word)[0] == level
+    assert (compression_level(word)[1] is not None) is warned
+
+
+def test_pack_honours_the_compression_level(tree: Path, tmp_path: Path) -> None:
+    (tree / "build/big.txt").write_text("farm " * 200_000)
+    stored = pack(tree, ["build"], dest=tmp_path / "0.tgz", level=0)
+    packed = pack(tree, ["build"], dest=tmp_path / "6.tgz", level=6)
+    assert stored.files == packed.files
+    assert packed.blob.size * 20 < stored.blob.size
+    assert unpack(tmp_path / "0.tgz", tmp_path / "out") == stored.files
 
 
 def test_pack_roundtrip_with_inside_symlink(tree: Path, tmp_path: Path) -> None:
     (tree / "build/current").symlink_to("app")
-    packed = pack(tree, ["build/"], dest=tmp_path / "a.tgz")
+    packed = pack(tree, ["build/"], dest=tmp_path / "a.tgz").files
     assert "build/current" in packed
     out = tmp_path / "out"
     names = unpack(tmp_path / "a.tgz", out)
@@ -122,7 +151,7 @@ def test_pack_does_not_walk_through_symlinked_directory(tree: Path, tmp_path: Pa
     outside.mkdir()
     (outside / "key").write_text("s3cret")
     (tree / "link").symlink_to(outside)
-    packed = pack(tree, ["link/key", "link/*"], dest=tmp_path / "a.tgz")
+    packed = pack(tree, ["link/key", "link/*"], dest=tmp_path / "a.tgz").files
     assert packed == []
 
 
