@@ -154,6 +154,7 @@ _RETRY_WORDS: dict[str | None, frozenset[str]] = {
     "timeout": frozenset({"job_execution_timeout", "stuck_or_timeout_failure"}),
     "worker_lost": frozenset({"runner_system_failure", "stuck_or_timeout_failure"}),
     "executor_error": frozenset({"runner_system_failure"}),
+    "worker_error": frozenset({"runner_system_failure"}),
     "oom": frozenset({"script_failure"}),
     "image_not_found": frozenset({"runner_system_failure"}),
 }

@@ -21,8 +21,16 @@ from farm.pipeline.model import ServiceSpec
 GiB = 1024**3
 
 #: Why a run ended other than by the job's own exit; ``None`` means a normal exit.
-Reason = Literal["timeout", "canceled", "oom", "image_not_found", "executor_error"]
-REASONS: tuple[Reason, ...] = ("timeout", "canceled", "oom", "image_not_found", "executor_error")
+#: ``worker_error`` is a fault of the worker itself (a bug, a broken host), not the job's.
+Reason = Literal["timeout", "canceled", "oom", "image_not_found", "executor_error", "worker_error"]
+REASONS: tuple[Reason, ...] = (
+    "timeout",
+    "canceled",
+    "oom",
+    "image_not_found",
+    "executor_error",
+    "worker_error",
+)
 
 #: Network modes a job may get. Chosen by the farm's settings, never by the job,
 #: because "host" gives the job the worker's own network (and its 127.0.0.1).

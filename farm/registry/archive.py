@@ -330,7 +330,17 @@ def _unpack_seekable(fileobj: BinaryIO, dest: Path) -> list[str]:
                 yield member
 
         try:
-            tar.extractall(dest, members=track(members), filter="data")
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(dest, members=track(members), filter="data")
+            else:
+                # Python < 3.11.4 (Debian 12's 3.11.2) has no extraction filters.
+                # _check_member already refused what "data" refuses; do the rest of
+                # it: no setuid/setgid/sticky bits, no ownership taken from the archive.
+                for member in members:
+                    member.mode &= 0o777
+                    member.uid, member.gid = os.getuid(), os.getgid()
+                    member.uname = member.gname = ""
+                tar.extractall(dest, members=track(members), numeric_owner=True)
         except (tarfile.TarError, OSError) as exc:
             for path in reversed(created):
                 if path.is_dir() and not path.is_symlink():

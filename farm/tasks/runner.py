@@ -96,7 +96,17 @@ class JobRunner:
         jobdir = self.settings.resolved_work_dir / f"job-{job_id}-{attempt}-{uuid.uuid4().hex[:8]}"
         try:
             with LogStream(self.coordinator, job_id, attempt, masks=spec.get("masks")) as logs:
-                outcome = self._execute(spec, jobdir, logs)
+                try:
+                    outcome = self._execute(spec, jobdir, logs)
+                except Exception as exc:
+                    # A fault of this worker or its host, not of the job: fail the attempt
+                    # now with a reason (retry: when: runner_system_failure applies) rather
+                    # than leave it running until its lease runs out as "worker_lost".
+                    log.exception("job %s attempt %s: worker error", job_id, attempt)
+                    message = f"farm worker error: {type(exc).__name__}: {exc}"
+                    logs.system(message)
+                    result = RunResult(exit_code=None, reason="worker_error", message=message)
+                    outcome = _Outcome(result, [])
             self.coordinator.finish(job_id, attempt, _report(outcome))
             result = outcome.result
             return result.reason or f"exit {result.exit_code}"

@@ -185,6 +185,15 @@ def _special(name: str, kind: bytes) -> tuple[tarfile.TarInfo, None]:
     return info, None
 
 
+@pytest.fixture(params=["filters", "no filters"])
+def tar_filters(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run on this Python's tarfile, and as on Python < 3.11.4 (Debian 12's worker
+    image), which has no extraction filters."""
+    if request.param == "no filters":
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    return str(request.param)
+
+
 @pytest.mark.parametrize(
     ("evil", "message"),
     [
@@ -200,6 +209,7 @@ def _special(name: str, kind: bytes) -> tuple[tarfile.TarInfo, None]:
         (_special("fifo", tarfile.FIFOTYPE), "fifo"),
     ],
 )
+@pytest.mark.usefixtures("tar_filters")
 def test_unpack_refuses_malicious_members_and_extracts_nothing(
     tmp_path: Path, evil: tuple[tarfile.TarInfo, bytes | None], message: str
 ) -> None:
@@ -210,6 +220,19 @@ def test_unpack_refuses_malicious_members_and_extracts_nothing(
         unpack(archive, dest)
     assert list(dest.iterdir()) == []
     assert not (tmp_path / "dest" / "escape").exists() and not (tmp_path / "escape").exists()
+
+
+@pytest.mark.usefixtures("tar_filters")
+def test_unpack_drops_setuid_bits(tmp_path: Path) -> None:
+    info, data = _file("tool")
+    info.mode = 0o4755
+    info.uid, info.uname = 4321, "someone"
+    archive = tmp_path / "a.tgz"
+    archive.write_bytes(_tar_bytes([(info, data)]))
+    assert unpack(archive, tmp_path / "out") == ["tool"]
+    st = (tmp_path / "out" / "tool").stat()
+    assert st.st_mode & 0o7777 == 0o755
+    assert st.st_uid == os.getuid()
 
 
 def test_unpack_plain_tar_and_file_objects(tmp_path: Path) -> None:
