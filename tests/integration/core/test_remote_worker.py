@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from tests.farmtest import BUSYBOX, Farm, job_named, make_repo, wait_for
@@ -48,3 +49,43 @@ def test_worker_with_its_own_data_dir_runs_jobs_over_http(farm: Farm, tmp_path: 
         assert not (elsewhere / "registry").exists() and not (elsewhere / "farm.db").exists()
     finally:
         remote.stop()
+
+
+BROKEN = f"""
+image: {BUSYBOX}
+job:
+  tags: [broken]
+  script: [echo never]
+"""
+
+
+def test_a_worker_fault_fails_the_attempt_at_once_with_its_reason(
+    farm: Farm, tmp_path: Path
+) -> None:
+    not_a_dir = tmp_path / "work-is-a-file"
+    not_a_dir.write_text("a worker cannot lay out jobs under a file\n")
+    broken = farm.start(
+        "broken",
+        "worker",
+        "--tags",
+        "broken",
+        "--name",
+        "broken@host",
+        extra_env={"FARM_WORKER_NAME": "broken@host", "FARM_WORK_DIR": str(not_a_dir)},
+    )
+    try:
+        wait_for(lambda: "ready" in broken.log.read_text(errors="replace"), 60, "broken worker")
+        repo = make_repo(tmp_path / "repo", {".farm-ci.yml": BROKEN})
+        started = time.monotonic()
+        done = farm.wait(farm.submit(repo)["id"])
+        # Reported by the worker itself, not found out by the watchdog after the lease.
+        assert time.monotonic() - started < farm_lease_seconds(farm)
+        job = job_named(done, "job")
+        assert (done["status"], job["reason"], job["attempt"]) == ("failed", "worker_error", 1)
+        assert "farm worker error: NotADirectoryError" in farm.log(job["id"])
+    finally:
+        broken.stop()
+
+
+def farm_lease_seconds(farm: Farm) -> float:
+    return float(farm.env.get("FARM_JOB_LEASE_SECONDS", "30"))
