@@ -206,8 +206,6 @@ class BlobDataServer:
                 return
             start, count, status = bounds[0], bounds[1] - bounds[0] + 1, 206
             fields["Content-Range"] = f"bytes {bounds[0]}-{bounds[1]}/{info.size}"
-        elif info.size <= PREVERIFY_MAX_BYTES:
-            self.store.verify(digest, cached=True)  # a small corrupted blob: a clean 500
         fields["Content-Length"] = str(count)
         path = self.store.path_for(digest)
         try:
@@ -217,12 +215,17 @@ class BlobDataServer:
         except FileNotFoundError:  # deleted by GC since stat
             raise BlobNotFound(f"blob {digest} not found") from None
         with f:
-            if status == 206 and start + count == info.size:
-                # This range completes the blob (a resumed download): it must check out
-                # whole first, or resuming would deliver a corrupted blob after all.
+            # Checked whole before the first byte: a small blob (a corrupted one answers
+            # a clean 500, and one read of it is cheaper than a hashing thread), and a
+            # range that completes the blob (a resumed download), or resuming would
+            # deliver a corrupted blob after all.  Big whole reads are checked as they go.
+            checked_first = (status == 200 and info.size <= PREVERIFY_MAX_BYTES) or (
+                status == 206 and start + count == info.size
+            )
+            if checked_first:
                 self.store.check(digest, f.fileno())
             sock.sendall(conn.send(h11.Response(status_code=status, headers=headers(fields))))
-            if status == 206:
+            if status == 206 or checked_first:
                 zerocopy.send_range(sock, f.fileno(), start, count)
             else:
                 self._send_verified(sock, f.fileno(), info.size, digest)

@@ -153,7 +153,8 @@ class FileHasher:
         self._closed = end is not None
         self._cancelled = False
         self._writeback = writeback
-        self._buffer = None if mapped else bytearray(WINDOW)
+        span = WINDOW if end is None else max(0, min(WINDOW, end - start))
+        self._buffer = None if mapped else bytearray(span)
         self._error: BaseException | None = None
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="farm-blob-hash", daemon=True)
