@@ -286,8 +286,11 @@ class BlobDataServer:
 
         def receive(fd: int) -> Sums:
             # sha256 (the name) and the at-rest checksum, each on a thread of its own.
-            sha = zerocopy.FileHasher(fd, writeback=True)
-            at_rest = zerocopy.FileHasher(fd, hasher=at_rest_hasher())
+            # The faster BLAKE3 thread also starts the writeback (sync_file_range does
+            # the filesystem's block allocation on the calling thread): the sha256
+            # thread, the critical path, only hashes (0 to 8 % faster per GiB here).
+            sha = zerocopy.FileHasher(fd)
+            at_rest = zerocopy.FileHasher(fd, hasher=at_rest_hasher(), writeback=True)
 
             def landed(end: int) -> None:
                 sha.advance(end)
