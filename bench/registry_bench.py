@@ -266,7 +266,7 @@ def markdown(r: dict[str, Any]) -> str:
         "socket into the temp file); the one pass in user space is the hashing, on other "
         "threads. On this 2-core host that pass is the limit: sha256 runs at 1.8 GB/s, so "
         "a download verified by sha256 on both ends could not reach half a copy's speed; "
-        "the server checks the blob's BLAKE3 at-rest record instead (3x faster), and the "
+        "the server checks the blob's XXH3-128 at-rest checksum instead (15x cheaper), and the "
         "client still checks sha256. Single rounds swing by about 15 points on this "
         "shared machine.\n"
     )

@@ -6,7 +6,7 @@ Layout of a :class:`FilesystemBlobStore` under its root::
     tmp/<uuid>.tmp          uploads in flight (removed on success and on failure)
     uploads/<uuid>          resumable upload sessions (GC must never touch them)
     verified/ab/<hex>       proof of the last full re-hash (see ``verify``)
-    checksums/ab/<hex>      the blob's at-rest BLAKE3, checked by whole reads (digests.py)
+    checksums/ab/<hex>      the blob's at-rest XXH3-128, checked by whole reads (digests.py)
 
 Writes hash into a unique temp file on the same filesystem, fsync, then rename:
 readers see a whole blob or none; concurrent writers of the same bytes all win.

@@ -286,7 +286,7 @@ class BlobDataServer:
 
         def receive(fd: int) -> Sums:
             # sha256 (the name) and the at-rest checksum, each on a thread of its own.
-            # The faster BLAKE3 thread also starts the writeback (sync_file_range does
+            # The faster checksum thread also starts the writeback (sync_file_range does
             # the filesystem's block allocation on the calling thread): the sha256
             # thread, the critical path, only hashes (0 to 8 % faster per GiB here).
             sha = zerocopy.FileHasher(fd)
