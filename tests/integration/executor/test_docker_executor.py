@@ -32,30 +32,18 @@ SESSION = uuid.uuid4().hex[:12]
 MiB = 1024 * 1024
 
 
-def _client() -> docker.DockerClient:
-    try:
-        client = docker.from_env()
-        client.images.get(IMAGE)
-    except docker.errors.ImageNotFound:
-        pytest.skip(f"{IMAGE} is not built (scripts/images.sh)")
-    except docker.errors.DockerException as exc:
-        pytest.skip(f"no dockerd: {exc}")
-    return client
-
-
 def _ours(client: docker.DockerClient) -> Any:
     return client.containers.list(all=True, filters={"label": f"{SESSION_LABEL}={SESSION}"})
 
 
 @pytest.fixture(scope="module")
-def client() -> Iterator[docker.DockerClient]:
-    client = _client()
-    yield client
-    for container in _ours(client):  # only this session's leftovers, if any
+def client(docker_client: docker.DockerClient) -> Iterator[docker.DockerClient]:
+    """The session's dockerd client; this module's leftovers are removed after it."""
+    yield docker_client
+    for container in _ours(docker_client):  # only this session's leftovers, if any
         container.remove(force=True)
-    for image in client.images.list(filters={"label": f"{SESSION_LABEL}={SESSION}"}):
-        client.images.remove(image.id, force=True)
-    client.close()
+    for image in docker_client.images.list(filters={"label": f"{SESSION_LABEL}={SESSION}"}):
+        docker_client.images.remove(image.id, force=True)
 
 
 @pytest.fixture(scope="module")

@@ -25,20 +25,13 @@ WORKER = f"reaper-test-{SESSION}"
 
 
 @pytest.fixture(scope="module")
-def client() -> Iterator[docker.DockerClient]:
-    try:
-        client = docker.from_env()
-        client.images.get(IMAGE)
-    except docker.errors.ImageNotFound:
-        pytest.skip(f"{IMAGE} is not built (scripts/images.sh)")
-    except docker.errors.DockerException as exc:
-        pytest.skip(f"no dockerd: {exc}")
-    yield client
-    for container in client.containers.list(
+def client(docker_client: docker.DockerClient) -> Iterator[docker.DockerClient]:
+    """The session's dockerd client; this module's leftovers are removed after it."""
+    yield docker_client
+    for container in docker_client.containers.list(
         all=True, filters={"label": f"{SESSION_LABEL}={SESSION}"}
     ):
         container.remove(force=True)
-    client.close()
 
 
 def _container(client: docker.DockerClient, job: str, start: bool = True) -> str:
