@@ -34,6 +34,7 @@ from farm.registry.digests import (
     Sums,
     at_rest_hasher,
     digest_hex,
+    feed_fd,
     hash_fd,
     held_until_checked,
     iter_file,
@@ -259,9 +260,10 @@ class FilesystemBlobStore(UploadSessions):
                     chunks, digest, f"blob {digest} is corrupted on disk: its bytes no longer match"
                 )
                 return
-            # A mismatch is settled by a full sha256 (which also rewrites a bad record).
+            # A mismatch is settled by a full sha256 of this open file (which also
+            # rewrites a bad record).
             yield from held_until_checked(
-                chunks, at_rest_hasher(), at_rest, lambda: self.verify(digest)
+                chunks, at_rest_hasher(), at_rest, lambda: self.settle(digest, f.fileno())
             )
 
     def verify(self, digest: str, *, cached: bool = False) -> BlobInfo:
@@ -274,24 +276,16 @@ class FilesystemBlobStore(UploadSessions):
         whole-blob reads are checked again while streaming.  It also (re)writes the
         blob's at-rest checksum record.
         """
-        path = self._blob_path(digest)
         if cached and self._verified_recently(digest):
             return self.stat(digest)
         try:
-            before = path.stat()
-            hasher = BlobHasher()
-            with open(path, "rb") as f:
-                for chunk in iter_file(f):
-                    hasher.update(chunk)
+            with open(self._blob_path(digest), "rb") as f:
+                before = os.fstat(f.fileno())
+                self.settle(digest, f.fileno())
         except FileNotFoundError:
             raise BlobNotFound(f"blob {digest} not found") from None
-        sums = hasher.sums()
-        if sums.digest != digest:
-            raise CorruptBlob(f"blob {digest} is corrupted on disk: bytes hash to {sums.digest}")
-        if sums.at_rest is not None and self.checksums.read(digest_hex(digest)) != sums.at_rest:
-            self.checksums.write(digest_hex(digest), sums.at_rest)
         self._remember_verified(digest, before)
-        return BlobInfo(digest, sums.size)
+        return BlobInfo(digest, before.st_size)
 
     def _remember_verified(self, digest: str, before: os.stat_result) -> None:
         """Record that the file with this stat checked out whole (see ``verify``)."""
@@ -325,21 +319,21 @@ class FilesystemBlobStore(UploadSessions):
         self._remember_verified(digest, before)
 
     def settle(self, digest: str, fd: int) -> None:
-        """Full sha256 of an open blob after its at-rest check failed (or had no record).
+        """Full sha256 of an open blob (``verify``, or an at-rest check that failed).
 
-        CorruptBlob if the bytes are bad; otherwise the record was what was wrong (torn,
-        rotted, absent) and is written again, so it never gets blamed on the blob.
+        CorruptBlob if the bytes are bad; otherwise a wrong or missing at-rest record
+        (torn, rotted, absent) is written again, so it never gets blamed on the blob.
         """
         hasher = BlobHasher()
-        while chunk := os.pread(fd, 4 * CHUNK_SIZE, hasher.size):
-            hasher.update(chunk)
+        feed_fd(fd, hasher.update)
         sums = hasher.sums()
         if sums.digest != digest:
             raise CorruptBlob(
                 f"blob {digest} is corrupted on disk: its bytes hash to {sums.digest}"
             )
-        if sums.at_rest is not None:
-            self.checksums.write(digest_hex(digest), sums.at_rest)
+        hexdigest = digest_hex(digest)
+        if sums.at_rest is not None and self.checksums.read(hexdigest) != sums.at_rest:
+            self.checksums.write(hexdigest, sums.at_rest)
 
     def _record_path(self, digest: str) -> Path:
         return self._verified / self._blob_path(digest).relative_to(self._blobs)

@@ -26,10 +26,10 @@ from farm.errors import DigestMismatch, FarmError, ServiceUnavailable, UploadErr
 from farm.registry import zerocopy
 from farm.registry.digests import CHUNK_SIZE, BlobInfo, digest_hex, hash_file, iter_file
 from farm.registry.direct import DataPlaneUnreachable, DirectBlobClient, Download, TransferError
+from farm.registry.wire import BLOBS as PREFIX
 from farm.registry.wire import error_from
 
 T = TypeVar("T")
-PREFIX = "/api/v1/blobs"
 ENDPOINTS = "/api/v1/registry/endpoints"
 log = logging.getLogger("farm.registry.client")
 DEFAULT_CHUNK = 8 * 1024 * 1024
@@ -41,6 +41,15 @@ class _Retryable(Exception):
     def __init__(self, error: FarmError) -> None:
         super().__init__(str(error))
         self.error = error
+
+
+def _worth_retrying(error: FarmError) -> bool:
+    """A server-side failure (5xx) that another attempt may not meet again.
+
+    A corrupted blob or a full disk (507) stays so: asking again only wastes time.
+    """
+    hopeless = isinstance(error, errors.CorruptBlob) or error.http_status == 507
+    return error.http_status >= 500 and not hopeless
 
 
 def error_from_response(response: httpx.Response) -> FarmError:
@@ -126,9 +135,7 @@ class RegistryClient:
             try:
                 return attempt()
             except FarmError as error:
-                # A corrupted blob or a full disk stays so; asking again only wastes time.
-                hopeless = isinstance(error, errors.CorruptBlob) or error.http_status == 507
-                if error.http_status >= 500 and not hopeless:
+                if _worth_retrying(error):
                     raise _Retryable(error) from None
                 raise
 
@@ -141,8 +148,7 @@ class RegistryClient:
         if not response.is_stream_consumed:
             response.read()
         error = error_from_response(response)
-        # A corrupted blob stays corrupted; asking again only wastes time.
-        if response.status_code >= 500 and not isinstance(error, errors.CorruptBlob):
+        if _worth_retrying(error):
             raise _Retryable(error)
         raise error
 
@@ -246,7 +252,7 @@ class RegistryClient:
                 return self._download_direct(direct, digest, dest, durable)
             except DataPlaneUnreachable as exc:
                 self._unreachable(exc)
-        tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex}.part"
+        tmp = _part_path(dest)
         # Hash and size survive failed attempts so a retry resumes with Range.
         progress = _Progress()
 
@@ -285,14 +291,16 @@ class RegistryClient:
         self, direct: DirectBlobClient, digest: str, dest: Path, durable: bool
     ) -> BlobInfo:
         """``download_to`` through the data plane: spliced in, hashed behind, then renamed."""
-        tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex}.part"
+        tmp = _part_path(dest)
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             download = Download(fd)
             try:
                 self._direct_call(lambda: direct.get_into(digest, download))
-            finally:
-                got = f"sha256:{download.hasher.finish()}"
+            except BaseException:
+                download.hasher.cancel()  # the bytes are of no use: stop hashing them
+                raise
+            got = f"sha256:{download.hasher.finish()}"
             if got != digest:
                 raise DigestMismatch(f"downloaded bytes of {digest} hash to {got}")
             if durable:
@@ -302,6 +310,11 @@ class RegistryClient:
         finally:
             os.close(fd)
             tmp.unlink(missing_ok=True)
+
+
+def _part_path(dest: Path) -> Path:
+    """A unique temp name beside ``dest``: a download is renamed in place when whole."""
+    return dest.parent / f".{dest.name}.{uuid.uuid4().hex}.part"
 
 
 def pump(

@@ -34,6 +34,7 @@ from farm.registry import zerocopy
 from farm.registry.blobstore import FilesystemBlobStore
 from farm.registry.digests import Sums, at_rest_hasher, digest_hex, upload_error
 from farm.registry.wire import (
+    BLOBS,
     PREVERIFY_MAX_BYTES,
     Head,
     WireError,
@@ -46,7 +47,7 @@ from farm.registry.wire import (
 
 log = logging.getLogger("farm.registry.dataplane")
 
-_PATH_RE = re.compile(rb"/api/v1/blobs/(sha256:[0-9a-f]{64})")
+_PATH_RE = re.compile(BLOBS.encode() + rb"/(sha256:[0-9a-f]{64})")
 HOLD_BACK = 1024 * 1024  # bytes of a whole read withheld until its digest matched
 HEAD_TIMEOUT = 10.0  # seconds for a request head to arrive, whole
 
@@ -317,7 +318,7 @@ class BlobDataServer:
             sock,
             200 if existed else 201,
             {"digest": info.digest, "size": info.size},
-            {"Location": f"/api/v1/blobs/{digest}", "Docker-Content-Digest": digest},
+            {"Location": f"{BLOBS}/{digest}", "Docker-Content-Digest": digest},
         )
 
 

@@ -82,12 +82,19 @@ def upload_error(message: str, status: int) -> UploadError:
     return error
 
 
-def hash_fd(fd: int, hasher: Hasher) -> str:
-    """Hex digest of an open file's bytes, read with pread (the offset is untouched)."""
+def feed_fd(fd: int, sink: Callable[[bytes], object]) -> int:
+    """Feed an open file's bytes to ``sink`` in chunks, read with pread (the offset is
+    untouched); returns how many."""
     offset = 0
     while chunk := os.pread(fd, 4 * CHUNK_SIZE, offset):
-        hasher.update(chunk)
+        sink(chunk)
         offset += len(chunk)
+    return offset
+
+
+def hash_fd(fd: int, hasher: Hasher) -> str:
+    """Hex digest of an open file's bytes."""
+    feed_fd(fd, hasher.update)
     return hasher.hexdigest()
 
 

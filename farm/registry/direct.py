@@ -19,6 +19,7 @@ import httpx
 from farm.errors import FarmError
 from farm.registry import zerocopy
 from farm.registry.digests import BlobInfo
+from farm.registry.wire import BLOBS as PREFIX
 from farm.registry.wire import (
     Head,
     WireError,
@@ -30,7 +31,6 @@ from farm.registry.wire import (
     read_small_body,
 )
 
-PREFIX = "/api/v1/blobs"
 T = TypeVar("T")
 CONNECT_TIMEOUT = 5.0
 # Something that accepts but never answers (a proxy, a full server) is not a data
@@ -64,7 +64,7 @@ class Download:
 
     def restart(self) -> None:
         """Drop what arrived: the server is sending the whole blob again."""
-        self.hasher.finish()
+        self.hasher.cancel()
         os.ftruncate(self.fd, 0)
         self.size = 0
         self.hasher = zerocopy.FileHasher(self.fd)

@@ -21,6 +21,7 @@ import h11
 from farm import errors
 from farm.errors import FarmError, ServiceUnavailable, UploadError
 
+BLOBS = "/api/v1/blobs"  # the blob routes' prefix, on the API and on the data plane
 HEAD_READ_BYTES = 64 * 1024
 MAX_HEAD_BYTES = 64 * 1024
 E = TypeVar("E", h11.Request, h11.Response)

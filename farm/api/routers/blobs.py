@@ -27,9 +27,9 @@ from starlette.requests import ClientDisconnect
 from farm.errors import FarmError
 from farm.registry.blobstore import BlobStore
 from farm.registry.digests import digest_hex, upload_error
-from farm.registry.wire import PREVERIFY_MAX_BYTES, parse_range
+from farm.registry.wire import BLOBS, PREVERIFY_MAX_BYTES, parse_range
 
-router = APIRouter(prefix="/api/v1/blobs", tags=["blobs"])
+router = APIRouter(prefix=BLOBS, tags=["blobs"])
 
 DEFAULT_MAX_BLOB_BYTES = 10 * 1024**3
 _CONTENT_RANGE_RE = re.compile(r"(?:bytes )?(\d+)-(\d+)(?:/(?:\d+|\*))?")
