@@ -54,7 +54,6 @@ class Settings(BaseSettings):
         }
     )
     job_network: str = "none"  # "none" or "host": the farm decides, never the job
-    allow_host_network: bool = False  # whether a job may ask for FARM_NETWORK=host
 
     # Job defaults (a job may lower them, never raise them above these)
     job_timeout: int = 3600
