@@ -31,7 +31,7 @@ from farm.registry.factory import (
     signing_key,
 )
 from farm.settings import Settings, get_settings
-from farm.tasks.app import CeleryDispatcher, make_celery
+from farm.worker.app import CeleryDispatcher, make_celery
 
 log = logging.getLogger("farm.api")
 

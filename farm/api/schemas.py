@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from farm.coordinator.records import ArtifactRecord, BuildRecord, JobRecord
+from farm.domain.records import ArtifactRecord, BuildRecord, JobRecord
 
 
 class BuildRequest(BaseModel):

@@ -17,9 +17,9 @@ from typing import Any
 
 import click
 
+from farm.domain.specs import Pipeline
 from farm.errors import Diagnostic, PipelineError, PipelineFilteredOut
 from farm.pipeline import PipelineContext, explain, find_pipeline_file, load_pipeline
-from farm.pipeline.model import Pipeline
 
 MAX_WALK = 200_000
 

@@ -199,14 +199,14 @@ def worker(
     queues: str | None, tags: str | None, concurrency: int, name: str | None, pool: str
 ) -> None:
     """Run a Celery worker that runs jobs in Docker containers."""
-    from farm.coordinator.state import queues_for_worker
+    from farm.domain.state import queues_for_worker
 
     settings = get_settings()
     if name:
         os.environ["FARM_WORKER_NAME"] = name
     tag_list = [t for t in (tags or ",".join(settings.worker_tags)).split(",") if t]
     qs = queues or ",".join(queues_for_worker(tag_list))
-    from farm.tasks.run_job import app as celery_app
+    from farm.worker.run_job import app as celery_app
 
     celery_app.worker_main(
         [
@@ -233,7 +233,7 @@ def worker(
 def flower(port: int | None) -> None:
     """Run Flower, the Celery dashboard, on 127.0.0.1."""
     settings = get_settings()
-    from farm.tasks.run_job import app as celery_app
+    from farm.worker.run_job import app as celery_app
 
     celery_app.start(["flower", "--address=127.0.0.1", f"--port={port or settings.flower_port}"])
 

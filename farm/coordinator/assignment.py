@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from farm.coordinator.records import BuildRecord, JobRecord
 from farm.coordinator.service import Coordinator
+from farm.domain.records import BuildRecord, JobRecord
 from farm.settings import Settings
 
 DEFAULT_IMAGE = "farm/debian:bookworm"

@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from farm.coordinator.records import BuildRecord
+from farm.domain.records import BuildRecord
 
 SCHEMA = "farm.deliverable/v1"
 

@@ -18,8 +18,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from farm.coordinator.state import FINAL_JOB, JobStatus
 from farm.db.repository import Store
+from farm.domain.state import FINAL_JOB, JobStatus
 from farm.errors import NotFound
 
 log = logging.getLogger("farm.coordinator")

@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
 
-from farm.coordinator import state
 from farm.coordinator.deliverable import deliverable_manifest
 from farm.coordinator.groups import ResourceGroups
-from farm.coordinator.records import BuildRecord, JobRecord
-from farm.coordinator.state import JobNode, JobStatus
 from farm.db.repository import Store, utcnow
+from farm.domain import state
+from farm.domain.records import BuildRecord, JobRecord
+from farm.domain.specs import Pipeline
+from farm.domain.state import JobNode, JobStatus
 from farm.errors import Conflict, NotFound, UploadError
-from farm.pipeline.model import Pipeline
 from farm.registry.blobstore import BlobStore
 from farm.settings import Settings
 

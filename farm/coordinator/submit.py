@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from farm.coordinator.records import BuildRecord, NewBuild
 from farm.coordinator.service import Coordinator, digest_text
 from farm.coordinator.source import Source, resolve
-from farm.coordinator.state import FINAL_BUILD, is_interruptible, queue_for
+from farm.domain.records import BuildRecord, NewBuild
+from farm.domain.specs import PipelineContext
+from farm.domain.state import FINAL_BUILD, is_interruptible, queue_for
 from farm.errors import Conflict, PipelineError, SourceError
 from farm.pipeline import find_pipeline_file, load_pipeline
-from farm.pipeline.model import PipelineContext
 
 log = logging.getLogger("farm.coordinator")
 

@@ -28,8 +28,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from farm.db.session import aware, transaction
 from farm.db.tables import ArtifactRow, BuildRow, JobRow, ReleaseRow
+from farm.domain.gc import ArtifactRef, BuildRef, References
 from farm.errors import Conflict, InvalidRequest, NotFound
-from farm.registry.gc import ArtifactRef, BuildRef, References
 
 VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
 # Tables whose rows may hold a release (column ``release_id``); checked when present.
@@ -250,7 +250,7 @@ class RegistryDb:
     # --- garbage collection ----------------------------------------------------------
 
     def gc_references(self) -> References:
-        """Every reference that keeps a blob alive (see farm.registry.gc)."""
+        """Every reference that keeps a blob alive (see farm.domain.gc)."""
         with self._sessions() as s:
             artifacts = tuple(
                 ArtifactRef(r.build_id, r.digest, aware(r.expires_at))

@@ -16,12 +16,12 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from farm.coordinator.records import ArtifactRecord, BuildRecord, JobRecord, NewBuild
 from farm.db.caches import CacheIndexMixin
 from farm.db.session import aware, transaction
 from farm.db.tables import ArtifactRow, BuildRow, JobRow, LogChunkRow, ResourceGroupRow
+from farm.domain.records import ArtifactRecord, BuildRecord, JobRecord, NewBuild
+from farm.domain.specs import JobSpec
 from farm.errors import NotFound
-from farm.pipeline.model import JobSpec
 
 
 def utcnow() -> datetime:

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from farm.domain.specs import ServiceSpec
 from farm.errors import ConfigError
-from farm.pipeline.model import ServiceSpec
 
 GiB = 1024**3
 

@@ -23,6 +23,7 @@ import docker.errors
 import docker.utils
 import requests
 
+from farm.domain.specs import ServiceSpec
 from farm.errors import ExecutorError, FarmError, ImageNotFound, ServiceUnavailable
 from farm.executor import base
 from farm.executor.base import ContainerJob, Limits, Mount, Reason, RunResult
@@ -33,7 +34,6 @@ from farm.executor.reaper import (
     ROLE_JOB,
     ROLE_SERVICE,
 )
-from farm.pipeline.model import ServiceSpec
 
 log = logging.getLogger(__name__)
 

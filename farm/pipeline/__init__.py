@@ -5,9 +5,9 @@ Pure: the only I/O is calling ``context.read`` for ``include:local`` files.
 
 from __future__ import annotations
 
+from farm.domain.specs import Pipeline, PipelineContext
 from farm.pipeline.explain import PIPELINE_FILES, explain, find_pipeline_file
 from farm.pipeline.loader import lint, load_pipeline
-from farm.pipeline.model import Pipeline, PipelineContext
 
 __all__ = [
     "PIPELINE_FILES",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from farm.domain.specs import ArtifactSpec, CacheSpec
 from farm.pipeline.checks import (
     Diags,
     as_bool,
@@ -13,7 +14,6 @@ from farm.pipeline.checks import (
     parse_duration,
     unknown_keys,
 )
-from farm.pipeline.model import ArtifactSpec, CacheSpec
 from farm.pipeline.yamlsrc import Pos, YList, YMap, type_name
 
 WHEN_RESULT = ("on_success", "on_failure", "always")

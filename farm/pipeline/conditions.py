@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from farm.domain.specs import PipelineContext
 from farm.pipeline.checks import (
     Diags,
     as_bool,
@@ -19,8 +20,7 @@ from farm.pipeline.checks import (
     parse_duration,
     unknown_keys,
 )
-from farm.pipeline.model import PipelineContext
-from farm.pipeline.rules import Eval, ExprError, Lookup, compile_expression, compile_regex
+from farm.pipeline.expressions import Eval, ExprError, Lookup, compile_expression, compile_regex
 from farm.pipeline.variables import Var, expand_text, parse_variables
 from farm.pipeline.yamlsrc import Pos, YList, YMap, type_name
 

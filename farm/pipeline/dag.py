@@ -11,10 +11,10 @@ import dataclasses
 from collections import deque
 from collections.abc import Mapping
 
+from farm.domain.specs import JobSpec, Need
 from farm.pipeline.checks import Diags
 from farm.pipeline.expand import Concrete
 from farm.pipeline.keywords import Matrix, NeedRef
-from farm.pipeline.model import JobSpec, Need
 from farm.pipeline.variables import expand_text, lookup_in
 from farm.pipeline.yamlsrc import Pos
 

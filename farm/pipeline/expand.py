@@ -14,12 +14,12 @@ import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from farm.domain.specs import CacheSpec, EnvironmentSpec, JobSpec, PipelineContext, ServiceSpec
 from farm.pipeline.checks import Diags
 from farm.pipeline.conditions import filter_matches, first_match
+from farm.pipeline.expressions import Lookup
 from farm.pipeline.jobs import JobDraft
 from farm.pipeline.keywords import MAX_MATRIX, NeedRef
-from farm.pipeline.model import CacheSpec, EnvironmentSpec, JobSpec, PipelineContext, ServiceSpec
-from farm.pipeline.rules import Lookup
 from farm.pipeline.variables import Var, expand_text, lookup_in, resolve
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from farm.pipeline.model import Pipeline
+from farm.domain.specs import Pipeline
 
 PIPELINE_FILES = (".farm-ci.yml", ".gitlab-ci.yml")
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from farm.domain.specs import PipelineContext
 from farm.pipeline.checks import Diags, glob_match, has_glob, unknown_keys
 from farm.pipeline.conditions import first_match, parse_rules
-from farm.pipeline.model import PipelineContext
-from farm.pipeline.rules import Lookup
+from farm.pipeline.expressions import Lookup
 from farm.pipeline.variables import expand_text
 from farm.pipeline.yamlsrc import Pos, SourceProblem, YList, YMap, deep_merge, parse_yaml, type_name
 

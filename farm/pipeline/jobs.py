@@ -11,13 +11,13 @@ import difflib
 from dataclasses import dataclass
 from typing import Any
 
+from farm.domain.specs import JobSpec, RetrySpec
 from farm.pipeline import keywords as kw
 from farm.pipeline.artifacts import parse_artifacts, parse_cache
 from farm.pipeline.checks import Diags, as_bool, as_choice, as_str, as_str_list, parse_duration
 from farm.pipeline.conditions import RefFilter, Rule, parse_ref_filter, parse_rules
+from farm.pipeline.expressions import compile_regex
 from farm.pipeline.extends import inherit_choice
-from farm.pipeline.model import JobSpec, RetrySpec
-from farm.pipeline.rules import compile_regex
 from farm.pipeline.variables import Var, parse_variables
 from farm.pipeline.yamlsrc import Pos, YMap
 

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from farm.domain.specs import EnvironmentSpec, RetrySpec, ServiceSpec
 from farm.pipeline.checks import (
     Diags,
     as_bool,
@@ -20,7 +21,6 @@ from farm.pipeline.checks import (
     as_str_list,
     unknown_keys,
 )
-from farm.pipeline.model import EnvironmentSpec, RetrySpec, ServiceSpec
 from farm.pipeline.variables import parse_variables
 from farm.pipeline.yamlsrc import Pos, YList, YMap, type_name
 

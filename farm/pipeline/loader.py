@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from farm.domain.specs import DEFAULT_STAGES, Pipeline, PipelineContext
 from farm.errors import Diagnostic, PipelineError, PipelineFilteredOut
 from farm.pipeline.checks import Diags, as_str, as_str_list, unknown_keys
 from farm.pipeline.conditions import first_match, parse_rules
@@ -18,7 +19,6 @@ from farm.pipeline.expand import Concrete, concretize, copies
 from farm.pipeline.extends import Extender, apply_default, parse_default, resolve_references
 from farm.pipeline.include import apply_includes
 from farm.pipeline.jobs import JobDraft, build_draft
-from farm.pipeline.model import DEFAULT_STAGES, Pipeline, PipelineContext
 from farm.pipeline.variables import Var, lookup_in, parse_variables, resolve
 from farm.pipeline.yamlsrc import Pos, SourceProblem, YMap, parse_yaml, type_name
 

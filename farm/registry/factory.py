@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from farm.coordinator.records import BuildRecord
 from farm.db.repository import Store
+from farm.domain.records import BuildRecord
 from farm.errors import ConfigError
 from farm.registry import zerocopy
 from farm.registry.blobstore import BlobStore, FilesystemBlobStore

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from farm import __version__
-from farm.coordinator.records import BuildRecord
+from farm.domain.records import BuildRecord
 from farm.errors import SignatureError
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"

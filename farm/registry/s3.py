@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from farm.domain.gc import BlobEntry
 from farm.errors import BlobNotFound, CorruptBlob, DigestMismatch, RegistryError, ServiceUnavailable
 from farm.registry.blobstore import checked_chunks
 from farm.registry.digests import CHUNK_SIZE, BlobInfo, digest_hex, session_id, upload_error
-from farm.registry.gc import BlobEntry
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

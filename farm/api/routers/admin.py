@@ -1,7 +1,7 @@
 """``/api/v1/admin``: operator actions — garbage collection of unreferenced blobs.
 
 ``POST /api/v1/admin/gc?dry_run=true&grace=SECONDS`` marks every referenced digest
-(:mod:`farm.registry.gc` says which), lists the store, and deletes unreferenced blobs
+(:mod:`farm.domain.gc` says which), lists the store, and deletes unreferenced blobs
 older than the grace window.  Before deleting it marks again, so a reference recorded
 while the store was being listed still saves its blob.  One collection at a time.
 """
@@ -18,9 +18,9 @@ from fastapi import APIRouter, Query, Request
 from farm.api.deps import BlobsDep, SettingsDep
 from farm.api.routers.registry import registry_db
 from farm.db.releases import RegistryDb
+from farm.domain.gc import BlobEntry, Report, mark, plan
 from farm.errors import BlobNotFound, Conflict
 from farm.registry.blobstore import BlobStore
-from farm.registry.gc import BlobEntry, Report, mark, plan
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 log = logging.getLogger("farm.gc")

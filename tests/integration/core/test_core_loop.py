@@ -274,7 +274,7 @@ def test_cancel_stops_a_running_build_and_leaves_no_container(
 
 def test_duplicated_task_message_does_not_run_a_job_twice(farm: Farm, tmp_path: Path) -> None:
     from farm.settings import Settings
-    from farm.tasks.app import RUN_JOB, make_celery
+    from farm.worker.app import RUN_JOB, make_celery
 
     pipeline = f"image: {BUSYBOX}\nonce:\n  script: [echo ran-once, sleep 2]\n"
     repo = make_repo(tmp_path / "dup", {".farm-ci.yml": pipeline})

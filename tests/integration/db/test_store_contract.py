@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from farm.coordinator.records import NewBuild
 from farm.db.repository import Store
 from farm.db.session import make_engine, make_sessionmaker, migrate
-from farm.pipeline.model import ArtifactSpec, JobSpec, Need
+from farm.domain.records import NewBuild
+from farm.domain.specs import ArtifactSpec, JobSpec, Need
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

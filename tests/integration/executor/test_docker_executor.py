@@ -19,10 +19,10 @@ import docker
 import docker.errors
 import pytest
 
+from farm.domain.specs import ServiceSpec
 from farm.executor.base import CAP_ADD, ContainerJob, Limits, Mount, RunResult
 from farm.executor.docker import DockerExecutor
 from farm.executor.reaper import LABEL_ROLE, job_labels
-from farm.pipeline.model import ServiceSpec
 
 pytestmark = pytest.mark.integration
 

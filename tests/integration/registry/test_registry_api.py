@@ -23,10 +23,10 @@ from fastapi import FastAPI
 from sqlalchemy import insert
 
 from farm.api.app import create_app
-from farm.coordinator.records import NewBuild
 from farm.db.repository import Store
 from farm.db.tables import CacheRow
-from farm.pipeline.model import JobSpec
+from farm.domain.records import NewBuild
+from farm.domain.specs import JobSpec
 from farm.registry.blobstore import FilesystemBlobStore
 from farm.registry.factory import ProvenanceRecorder
 from farm.settings import Settings

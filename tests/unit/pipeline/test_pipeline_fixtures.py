@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from pipeline_testkit import FIXTURES, ctx, load, names, needs
 
+from farm.domain.specs import JobSpec, Pipeline, PipelineContext
 from farm.errors import PipelineFilteredOut
 from farm.pipeline import explain, find_pipeline_file, load_pipeline
-from farm.pipeline.model import JobSpec, Pipeline, PipelineContext
 
 MAIN = {"CI_COMMIT_BRANCH": "main", "CI_COMMIT_REF_NAME": "main", "CI_DEFAULT_BRANCH": "main"}
 

@@ -6,7 +6,7 @@ import pytest
 from pipeline_testkit import ctx, errors, load, messages, names
 
 from farm.errors import PipelineFilteredOut
-from farm.pipeline.rules import ExprError, compile_expression
+from farm.pipeline.expressions import ExprError, compile_expression
 
 ENV = {"BRANCH": "main", "EMPTY": "", "PATTERN": "/^ma/", "TAG": "v1.2.0"}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pipeline_testkit import errors, load, messages, names
 
-from farm.pipeline.model import DEFAULT_STAGES
+from farm.domain.specs import DEFAULT_STAGES
 
 
 def test_default_stages_and_test_stage_default() -> None:

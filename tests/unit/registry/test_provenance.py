@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from farm.coordinator.records import ArtifactRecord, BuildRecord, JobRecord
+from farm.domain.records import ArtifactRecord, BuildRecord, JobRecord
+from farm.domain.specs import JobSpec
 from farm.errors import SignatureError
-from farm.pipeline.model import JobSpec
 from farm.registry import provenance as p
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)

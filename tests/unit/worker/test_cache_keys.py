@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from farm.registry.archive import match_path
-from farm.tasks.cache import cache_key, literal_pattern, untracked_files
-from farm.tasks.runner import coverage_of
+from farm.worker.cache import cache_key, literal_pattern, untracked_files
+from farm.worker.runner import coverage_of
 
 
 def test_string_key_expands_runtime_variables_and_defaults(tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from farm.coordinator.state import (
+from farm.domain.state import (
     BuildStatus,
     JobNode,
     JobStatus,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from farm.registry.gc import (
+from farm.domain.gc import (
     ArtifactRef,
     BlobEntry,
     BuildRef,

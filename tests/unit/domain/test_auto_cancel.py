@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from farm.coordinator.state import is_interruptible
+from farm.domain.state import is_interruptible
 
 
 def test_only_started_jobs_must_be_interruptible() -> None:

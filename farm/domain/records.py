@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from farm.pipeline.model import JobSpec
+from farm.domain.specs import JobSpec
 
 
 @dataclass(frozen=True)

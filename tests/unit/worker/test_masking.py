@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from farm.tasks.masking import MASK, Masker
+from farm.worker.masking import MASK, Masker
 
 
 def run(secrets: list[str], chunks: list[str]) -> str:

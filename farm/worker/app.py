@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from celery import Celery
 
-from farm.coordinator.records import BuildRecord, JobRecord
-from farm.coordinator.state import DEFAULT_QUEUE
+from farm.domain.records import BuildRecord, JobRecord
+from farm.domain.state import DEFAULT_QUEUE
 from farm.settings import Settings
 
 RUN_JOB = "farm.run_job"
 
 
 def make_celery(settings: Settings) -> Celery:
-    """A configured Celery app; tasks are registered by importing ``farm.tasks.run_job``."""
-    app = Celery("farm", broker=settings.broker_url, include=["farm.tasks.run_job"])
+    """A configured Celery app; tasks are registered by importing ``farm.worker.run_job``."""
+    app = Celery("farm", broker=settings.broker_url, include=["farm.worker.run_job"])
     # Redis redelivers an unacked message after visibility_timeout: keep it above the
     # longest job so a long job is never handed out twice (celery#5935). Lost workers
     # are caught by the coordinator's heartbeat watchdog long before this.

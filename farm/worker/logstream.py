@@ -13,8 +13,8 @@ import threading
 import time
 from types import TracebackType
 
-from farm.tasks.api_client import CoordinatorClient
-from farm.tasks.masking import Masker
+from farm.worker.api_client import CoordinatorClient
+from farm.worker.masking import Masker
 
 log = logging.getLogger("farm.worker")
 

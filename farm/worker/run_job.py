@@ -12,9 +12,9 @@ from farm.executor.docker import DockerExecutor
 from farm.executor.reaper import reap
 from farm.registry.client import RegistryClient
 from farm.settings import get_settings
-from farm.tasks.api_client import CoordinatorClient
-from farm.tasks.app import RUN_JOB, make_celery
-from farm.tasks.runner import LABEL_API, JobRunner
+from farm.worker.api_client import CoordinatorClient
+from farm.worker.app import RUN_JOB, make_celery
+from farm.worker.runner import LABEL_API, JobRunner
 
 log = logging.getLogger("farm.worker")
 app: Celery = make_celery(get_settings())

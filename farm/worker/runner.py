@@ -15,18 +15,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from farm.domain.specs import ServiceSpec
 from farm.errors import FarmError, ImageNotFound
 from farm.executor.base import ContainerJob, Executor, Limits, Mount, RunResult, resolve_image
 from farm.executor.reaper import job_labels
-from farm.pipeline.model import ServiceSpec
-from farm.pipeline.rules import compile_regex
+from farm.pipeline.expressions import compile_regex
 from farm.registry.archive import compression_level, pack, unpack
 from farm.registry.client import RegistryClient
 from farm.settings import Settings
-from farm.tasks.api_client import CoordinatorClient
-from farm.tasks.cache import CacheIndex, JobCaches, literal_pattern, untracked_files
-from farm.tasks.logstream import LogStream
-from farm.tasks.scripts import write_scripts
+from farm.worker.api_client import CoordinatorClient
+from farm.worker.cache import CacheIndex, JobCaches, literal_pattern, untracked_files
+from farm.worker.logstream import LogStream
+from farm.worker.scripts import write_scripts
 
 log = logging.getLogger("farm.worker")
 # Which farm a container belongs to: reapers of another farm on the same dockerd
