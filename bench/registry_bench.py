@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 
 from farm.registry.client import RegistryClient, pump
-from farm.registry.digests import BlobInfo
+from farm.registry.store.digests import BlobInfo
 
 CHUNK = 1024 * 1024
 RATIO_TARGET = 0.5
@@ -46,8 +46,8 @@ def serve(root: Path, port: int) -> None:
     from fastapi import FastAPI
 
     from farm.api.routers import blobs, registry
-    from farm.registry.blobstore import FilesystemBlobStore
-    from farm.registry.dataplane import BlobDataServer
+    from farm.registry.store.filesystem import FilesystemBlobStore
+    from farm.registry.transfer.server import BlobDataServer
 
     app = FastAPI()
     store = FilesystemBlobStore(root)

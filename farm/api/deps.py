@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 
 from farm.coordinator.service import Coordinator
 from farm.db.repository import Store
-from farm.registry.blobstore import BlobStore
+from farm.registry.store import BlobStore
 from farm.settings import Settings
 
 

@@ -22,7 +22,7 @@ from farm.domain.records import BuildRecord, JobRecord
 from farm.domain.specs import Pipeline
 from farm.domain.state import JobNode, JobStatus
 from farm.errors import Conflict, NotFound, UploadError
-from farm.registry.blobstore import BlobStore
+from farm.registry.store import BlobStore
 from farm.settings import Settings
 
 log = logging.getLogger("farm.coordinator")

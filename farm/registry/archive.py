@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from farm.errors import UnsafeArchive
-from farm.registry.digests import BlobInfo
+from farm.registry.store.digests import BlobInfo
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 

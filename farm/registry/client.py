@@ -23,11 +23,16 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 
 from farm import errors
 from farm.errors import DigestMismatch, FarmError, ServiceUnavailable, UploadError
-from farm.registry import zerocopy
-from farm.registry.digests import CHUNK_SIZE, BlobInfo, digest_hex, hash_file, iter_file
-from farm.registry.direct import DataPlaneUnreachable, DirectBlobClient, Download, TransferError
-from farm.registry.wire import BLOBS as PREFIX
-from farm.registry.wire import error_from
+from farm.registry.store.digests import CHUNK_SIZE, BlobInfo, digest_hex, hash_file, iter_file
+from farm.registry.transfer import zerocopy
+from farm.registry.transfer.client import (
+    DataPlaneUnreachable,
+    DirectBlobClient,
+    Download,
+    TransferError,
+)
+from farm.registry.transfer.wire import BLOBS as PREFIX
+from farm.registry.transfer.wire import error_from
 
 T = TypeVar("T")
 ENDPOINTS = "/api/v1/registry/endpoints"

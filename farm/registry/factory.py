@@ -14,10 +14,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from farm.db.repository import Store
 from farm.domain.records import BuildRecord
 from farm.errors import ConfigError
-from farm.registry import zerocopy
-from farm.registry.blobstore import BlobStore, FilesystemBlobStore
-from farm.registry.dataplane import BlobDataServer
 from farm.registry.provenance import build_statement, canonical, load_or_create_key, sign_statement
+from farm.registry.store import BlobStore, FilesystemBlobStore
+from farm.registry.transfer import zerocopy
+from farm.registry.transfer.server import BlobDataServer
 from farm.settings import Settings
 
 log = logging.getLogger("farm.registry")
@@ -40,7 +40,7 @@ def _s3_store(settings: Settings) -> BlobStore:
     try:
         import boto3
 
-        from farm.registry.s3 import S3BlobStore
+        from farm.registry.store.s3 import S3BlobStore
     except ImportError as exc:  # boto3 is the optional `s3` extra
         raise ConfigError("FARM_BLOB_STORE=s3 needs boto3: pip install 'farm[s3]'") from exc
     secret = settings.s3_secret_access_key

@@ -25,9 +25,9 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.requests import ClientDisconnect
 
 from farm.errors import FarmError
-from farm.registry.blobstore import BlobStore
-from farm.registry.digests import digest_hex, upload_error
-from farm.registry.wire import BLOBS, PREVERIFY_MAX_BYTES, parse_range
+from farm.registry.store import BlobStore
+from farm.registry.store.digests import digest_hex, upload_error
+from farm.registry.transfer.wire import BLOBS, PREVERIFY_MAX_BYTES, parse_range
 
 router = APIRouter(prefix=BLOBS, tags=["blobs"])
 

@@ -26,7 +26,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from farm.api.routers import blobs
-from farm.registry.blobstore import FilesystemBlobStore
+from farm.registry.store.filesystem import FilesystemBlobStore
 
 
 def make_blob_app(store: Any, max_blob_bytes: int | None = None) -> FastAPI:

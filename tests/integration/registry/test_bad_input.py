@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from farm.registry.blobstore import FilesystemBlobStore
+from farm.registry.store.filesystem import FilesystemBlobStore
 
 if TYPE_CHECKING:
     from conftest import BlobServer

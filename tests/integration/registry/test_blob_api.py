@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from farm.registry.blobstore import FilesystemBlobStore
+from farm.registry.store.filesystem import FilesystemBlobStore
 
 if TYPE_CHECKING:  # fixtures come from conftest; never import it at run time
     from conftest import AppFactory, BlobServer, ServeFactory

@@ -18,9 +18,9 @@ import httpx
 import pytest
 
 from farm.errors import BlobNotFound, CorruptBlob, DigestMismatch, RegistryError, UploadError
-from farm.registry.blobstore import BlobStore, FilesystemBlobStore
-from farm.registry.digests import digest_hex
-from farm.registry.s3 import S3BlobStore
+from farm.registry.store import BlobStore, FilesystemBlobStore
+from farm.registry.store.digests import digest_hex
+from farm.registry.store.s3 import S3BlobStore
 from tests.farmtest import at_once
 
 if TYPE_CHECKING:

@@ -21,13 +21,14 @@ import pytest
 
 from farm.api.routers import registry
 from farm.errors import BlobNotFound, CorruptBlob, DigestMismatch, RegistryError, UploadError
-from farm.registry import blobstore, dataplane
-from farm.registry import direct as direct_module
-from farm.registry.blobstore import FilesystemBlobStore
 from farm.registry.client import RegistryClient
-from farm.registry.dataplane import HOLD_BACK, BlobDataServer
-from farm.registry.digests import BlobInfo, digest_hex, hash_file
-from farm.registry.direct import DirectBlobClient, Download, TransferError
+from farm.registry.store import filesystem as blobstore
+from farm.registry.store.digests import BlobInfo, digest_hex, hash_file
+from farm.registry.store.filesystem import FilesystemBlobStore
+from farm.registry.transfer import client as direct_module
+from farm.registry.transfer import server as dataplane
+from farm.registry.transfer.client import DirectBlobClient, Download, TransferError
+from farm.registry.transfer.server import HOLD_BACK, BlobDataServer
 from tests.farmtest import at_once
 
 LIMIT = 64 * 1024 * 1024

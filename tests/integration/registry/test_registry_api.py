@@ -27,8 +27,8 @@ from farm.db.repository import Store
 from farm.db.tables import CacheRow
 from farm.domain.records import NewBuild
 from farm.domain.specs import JobSpec
-from farm.registry.blobstore import FilesystemBlobStore
 from farm.registry.factory import ProvenanceRecorder
+from farm.registry.store.filesystem import FilesystemBlobStore
 from farm.settings import Settings
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ import pytest
 
 from farm.errors import UnsafeArchive
 from farm.registry.archive import compression_level, match_path, pack, unpack
-from farm.registry.digests import hash_file
+from farm.registry.store.digests import hash_file
 
 
 def make_tree(root: Path) -> None:

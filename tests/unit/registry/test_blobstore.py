@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from farm.errors import BlobNotFound, CorruptBlob, DigestMismatch, UploadError
-from farm.registry.blobstore import FilesystemBlobStore
-from farm.registry.digests import digest_hex, hash_file
+from farm.registry.store.digests import digest_hex, hash_file
+from farm.registry.store.filesystem import FilesystemBlobStore
 from tests.farmtest import at_once
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import xxhash
 
-from farm.registry import zerocopy
-from farm.registry.digests import at_rest_hasher
+from farm.registry.store.digests import at_rest_hasher
+from farm.registry.transfer import zerocopy
 
 WINDOW = zerocopy.WINDOW
 

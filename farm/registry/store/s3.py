@@ -1,4 +1,4 @@
-"""A :class:`~farm.registry.blobstore.BlobStore` on an S3-compatible object store.
+"""A :class:`~farm.registry.store.filesystem.BlobStore` on an S3-compatible object store.
 
 AWS S3, MinIO, Ceph RGW, moto.  Layout under ``prefix`` in the bucket::
 
@@ -28,8 +28,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from farm.domain.gc import BlobEntry
 from farm.errors import BlobNotFound, CorruptBlob, DigestMismatch, RegistryError, ServiceUnavailable
-from farm.registry.blobstore import checked_chunks
-from farm.registry.digests import CHUNK_SIZE, BlobInfo, digest_hex, session_id, upload_error
+from farm.registry.store.base import checked_chunks
+from farm.registry.store.digests import CHUNK_SIZE, BlobInfo, digest_hex, session_id, upload_error
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

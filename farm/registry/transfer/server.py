@@ -30,10 +30,10 @@ import time
 import h11
 
 from farm.errors import BlobNotFound, FarmError, RegistryError
-from farm.registry import zerocopy
-from farm.registry.blobstore import FilesystemBlobStore
-from farm.registry.digests import Sums, at_rest_hasher, digest_hex, upload_error
-from farm.registry.wire import (
+from farm.registry.store.digests import Sums, at_rest_hasher, digest_hex, upload_error
+from farm.registry.store.filesystem import FilesystemBlobStore
+from farm.registry.transfer import zerocopy
+from farm.registry.transfer.wire import (
     BLOBS,
     PREVERIFY_MAX_BYTES,
     Head,
@@ -45,7 +45,7 @@ from farm.registry.wire import (
     send_json,
 )
 
-log = logging.getLogger("farm.registry.dataplane")
+log = logging.getLogger("farm.registry.transfer.server")
 
 _PATH_RE = re.compile(BLOBS.encode() + rb"/(sha256:[0-9a-f]{64})")
 HOLD_BACK = 1024 * 1024  # bytes of a whole read withheld until its digest matched

@@ -17,10 +17,10 @@ import h11
 import httpx
 
 from farm.errors import FarmError
-from farm.registry import zerocopy
-from farm.registry.digests import BlobInfo
-from farm.registry.wire import BLOBS as PREFIX
-from farm.registry.wire import (
+from farm.registry.store.digests import BlobInfo
+from farm.registry.transfer import zerocopy
+from farm.registry.transfer.wire import BLOBS as PREFIX
+from farm.registry.transfer.wire import (
     Head,
     WireError,
     await_continue,

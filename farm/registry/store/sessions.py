@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
-from farm.registry.digests import (
+from farm.registry.store.digests import (
     BlobHasher,
     BlobInfo,
     Sums,

@@ -29,7 +29,7 @@ import struct
 import threading
 from collections.abc import Callable
 
-from farm.registry.digests import Hasher, storage_error
+from farm.registry.store.digests import Hasher, storage_error
 
 WINDOW = 4 * 1024 * 1024  # bytes hashed per window: RSS stays at about one window each
 PIPE_BYTES = 1024 * 1024
