@@ -20,6 +20,7 @@ from farm.cli.lint import lint
 from farm.cli.progress import follow
 from farm.cli.release import release as release_cmd
 from farm.cli.services import api_healthy, farm_argv, pidfile, read_pid, run_farm, stop_pid
+from farm.domain.statuses import FINAL_JOB, BuildStatus
 from farm.errors import FarmError
 from farm.settings import get_settings
 
@@ -283,7 +284,7 @@ def submit(
         click.echo(json.dumps(build, indent=2))
     elif not wait:
         click.echo(build["id"])
-    if wait and build["status"] != "success":
+    if wait and build["status"] != BuildStatus.SUCCESS:
         sys.exit(1)
 
 
@@ -357,9 +358,7 @@ def logs(ctx: click.Context, job_id: int, follow_: bool) -> None:
             sys.stdout.flush()
         cursor = int(resp.headers.get("X-Farm-Log-Cursor", cursor))
         state = resp.headers.get("X-Farm-Job-Status", "")
-        if not follow_ or (
-            state not in ("created", "pending", "running", "manual") and not resp.text
-        ):
+        if not follow_ or (state in FINAL_JOB and not resp.text):
             return
         if not resp.text:
             time.sleep(0.5)

@@ -11,17 +11,18 @@ from rich.live import Live
 from rich.table import Table
 
 from farm.cli.client import ApiClient
+from farm.domain.statuses import FINAL_BUILD, BuildStatus, JobStatus
 
-FINAL = {"success", "failed", "canceled"}
+FINAL = FINAL_BUILD
 _STYLE = {
-    "success": "green",
-    "failed": "red",
-    "running": "cyan",
-    "pending": "yellow",
-    "canceled": "magenta",
-    "skipped": "dim",
-    "manual": "blue",
-    "created": "dim",
+    JobStatus.SUCCESS: "green",
+    JobStatus.FAILED: "red",
+    JobStatus.RUNNING: "cyan",
+    JobStatus.PENDING: "yellow",
+    JobStatus.CANCELED: "magenta",
+    JobStatus.SKIPPED: "dim",
+    JobStatus.MANUAL: "blue",
+    JobStatus.CREATED: "dim",
 }
 
 
@@ -48,7 +49,7 @@ def follow(api: ApiClient, build_id: int, interval: float = 0.5) -> dict[str, An
     if sys.stderr.isatty():
         build: dict[str, Any] = api.json("GET", f"/api/v1/builds/{build_id}")
         with Live(_table(build), console=console, refresh_per_second=4) as live:
-            while build["status"] not in FINAL and build["status"] != "manual":
+            while build["status"] not in FINAL and build["status"] != BuildStatus.MANUAL:
                 time.sleep(interval)
                 build = api.json("GET", f"/api/v1/builds/{build_id}")
                 live.update(_table(build))
@@ -66,6 +67,6 @@ def follow(api: ApiClient, build_id: int, interval: float = 0.5) -> dict[str, An
                     file=sys.stderr,
                     flush=True,
                 )
-        if build["status"] in FINAL or build["status"] == "manual":
+        if build["status"] in FINAL or build["status"] == BuildStatus.MANUAL:
             return build
         time.sleep(interval)

@@ -10,6 +10,7 @@ from typing import Any
 
 from farm.coordinator.service import Coordinator
 from farm.domain.records import BuildRecord, JobRecord
+from farm.domain.statuses import ArtifactKind
 from farm.settings import Settings
 
 DEFAULT_IMAGE = "farm/debian:bookworm"
@@ -32,7 +33,7 @@ def _upstream_artifacts(build: BuildRecord, job: JobRecord) -> list[dict[str, An
         if upstream is None:
             continue
         for art in upstream.artifacts:
-            if art.kind in ("archive", "dotenv"):
+            if art.kind in (ArtifactKind.ARCHIVE, ArtifactKind.DOTENV):
                 out.append(
                     {
                         "job": name,

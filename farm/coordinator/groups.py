@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from farm.db.repository import Store
-from farm.domain.state import FINAL_JOB, JobStatus
+from farm.domain.statuses import FINAL_JOB, JobStatus
 from farm.errors import NotFound
 
 log = logging.getLogger("farm.coordinator")

@@ -20,14 +20,21 @@ from farm.db.repository import Store, utcnow
 from farm.domain import state
 from farm.domain.records import BuildRecord, JobRecord
 from farm.domain.specs import Pipeline
-from farm.domain.state import JobNode, JobStatus
+from farm.domain.state import JobNode
+from farm.domain.statuses import (
+    FINAL_BUILD,
+    FINAL_JOB,
+    ArtifactKind,
+    BuildStatus,
+    FailureReason,
+    JobStatus,
+)
 from farm.errors import Conflict, NotFound, UploadError
 from farm.registry.store import BlobStore
 from farm.settings import Settings
 
 log = logging.getLogger("farm.coordinator")
 
-ACTIVE = (JobStatus.PENDING, JobStatus.RUNNING)
 _WAITING = (JobStatus.CREATED, JobStatus.PENDING, JobStatus.MANUAL)
 
 
@@ -99,7 +106,7 @@ class Coordinator:
     def advance(self, build_id: int) -> BuildRecord:
         """Dispatch what became ready, skip what cannot run, settle the build's status."""
         build = self.store.get_build(build_id)
-        if build.status in state.FINAL_BUILD:
+        if build.status in FINAL_BUILD:
             return build
         for _ in range(len(build.jobs) + 1):
             changed = False
@@ -130,7 +137,7 @@ class Coordinator:
         if not self.store.cas_job(job.id, created, status=JobStatus.PENDING):
             # Someone else moved it: a concurrent advance that dispatched it keeps the
             # group (same holder id); a job canceled meanwhile must give it back.
-            if group and self.store.get_job(job.id).status in state.FINAL_JOB:
+            if group and self.store.get_job(job.id).status in FINAL_JOB:
                 self._release(job)
             return False
         countdown = float(job.spec.start_in or 0) if decision.action == "delay" else None
@@ -148,23 +155,23 @@ class Coordinator:
         if status == build.status:
             return build
         now = utcnow()
-        if status in state.FINAL_BUILD:
+        if status in FINAL_BUILD:
             if not self.store.cas_build(
                 build.id,
-                [s for s in state.BuildStatus if s not in state.FINAL_BUILD],
+                [s for s in BuildStatus if s not in FINAL_BUILD],
                 status=status,
                 finished_at=now,
             ):
                 return self.store.get_build(build.id)
             build = self.store.get_build(build.id)
-            if status == state.BuildStatus.SUCCESS:
+            if status == BuildStatus.SUCCESS:
                 build = self._store_deliverable(build)
             log.info("build %s finished: %s", build.id, status)
             for hook in self.on_build_finished:
                 hook(build)
             return build
         fields: dict[str, Any] = {"status": status}
-        if status == state.BuildStatus.RUNNING and build.started_at is None:
+        if status == BuildStatus.RUNNING and build.started_at is None:
             fields["started_at"] = now
         self.store.cas_build(build.id, [build.status], **fields)
         return self.store.get_build(build.id)
@@ -177,7 +184,7 @@ class Coordinator:
             build_id=build.id,
             job_id=None,
             name="deliverable.json",
-            kind="deliverable",
+            kind=ArtifactKind.DELIVERABLE,
             digest=info.digest,
             size=info.size,
         )
@@ -204,7 +211,9 @@ class Coordinator:
             return None
         job = self.store.get_job(job_id)
         # The first claim makes the build "running"; a CAS, not a reload of the whole build.
-        self.store.cas_build(job.build_id, ["pending"], status="running", started_at=now)
+        self.store.cas_build(
+            job.build_id, [BuildStatus.PENDING], status=BuildStatus.RUNNING, started_at=now
+        )
         return job
 
     def heartbeat(self, job_id: int, attempt: int) -> bool:
@@ -245,7 +254,7 @@ class Coordinator:
                 self._dispatch(self.store.get_job(job_id), build)
             return self.store.get_job(job_id)
         status = JobStatus.SUCCESS if result.succeeded else JobStatus.FAILED
-        reason = result.reason or (None if result.succeeded else "script_failure")
+        reason = result.reason or (None if result.succeeded else FailureReason.SCRIPT_FAILURE)
         if not self.store.cas_job(
             job_id,
             [JobStatus.RUNNING],
@@ -264,7 +273,7 @@ class Coordinator:
                 build_id=job.build_id,
                 job_id=job_id,
                 name=str(art["name"]),
-                kind=str(art.get("kind", "archive")),
+                kind=str(art.get("kind", ArtifactKind.ARCHIVE)),
                 digest=str(art["digest"]),
                 size=int(art["size"]),
                 files=[str(f) for f in art.get("files") or ()] or None,
@@ -284,7 +293,7 @@ class Coordinator:
     def cancel(self, build_id: int) -> BuildRecord:
         """Cancel a build: waiting jobs never start, running ones are stopped by their worker."""
         build = self.store.get_build(build_id)
-        if build.status in state.FINAL_BUILD:
+        if build.status in FINAL_BUILD:
             raise Conflict(f"build {build_id} has already finished ({build.status})")
         self.store.update_build(build_id, cancel_requested=True)
         for job in build.jobs:
@@ -292,7 +301,7 @@ class Coordinator:
                 job.id,
                 [job.status],
                 status=JobStatus.CANCELED,
-                reason="canceled",
+                reason=FailureReason.CANCELED,
                 finished_at=utcnow(),
             ):
                 self._release(job)
@@ -309,13 +318,13 @@ class Coordinator:
             holder = self.store.resource_group_holder(group)
             raise Conflict(f"resource group {group!r} is busy (job {holder}); play it later")
         if not self.store.cas_job(job_id, [JobStatus.MANUAL], status=JobStatus.PENDING):
-            if group and self.store.get_job(job_id).status in state.FINAL_JOB:
+            if group and self.store.get_job(job_id).status in FINAL_JOB:
                 self.store.release_resource_group(group, job_id)
             raise Conflict(f"job {job_id} was started by someone else")
         self.store.cas_build(
             job.build_id,
-            list(state.BuildStatus),
-            status=state.BuildStatus.RUNNING,
+            list(BuildStatus),
+            status=BuildStatus.RUNNING,
             finished_at=None,
         )
         build = self.store.get_build(job.build_id)
@@ -349,7 +358,7 @@ class Coordinator:
                 [JobStatus.RUNNING],
                 expect_attempt=job.attempt,
                 status=JobStatus.FAILED,
-                reason="worker_lost",
+                reason=FailureReason.WORKER_LOST,
                 finished_at=utcnow(),
             ):
                 self._release(job)

@@ -13,7 +13,8 @@ from farm.coordinator.service import Coordinator, digest_text
 from farm.coordinator.source import Source, resolve
 from farm.domain.records import BuildRecord, NewBuild
 from farm.domain.specs import PipelineContext
-from farm.domain.state import FINAL_BUILD, is_interruptible, queue_for
+from farm.domain.state import is_interruptible, queue_for
+from farm.domain.statuses import FINAL_BUILD, BuildStatus
 from farm.errors import Conflict, PipelineError, SourceError
 from farm.pipeline import find_pipeline_file, load_pipeline
 
@@ -96,7 +97,7 @@ def submit(coord: Coordinator, sub: Submission) -> BuildRecord:
         jobs=tuple((job, queue_for(job.tags)) for job in pipeline.jobs),
         secrets=dict(sub.secrets),
     )
-    build_id = coord.store.create_build(new, status="pending")
+    build_id = coord.store.create_build(new, status=BuildStatus.PENDING)
     cancel_redundant(coord, build_id)
     return coord.advance(build_id)
 

@@ -1,74 +1,27 @@
 """Persistence of releases and the registry's metadata queries (returns records).
 
-A release binds ``(project, version)`` to one green build and its deliverable, for good:
-
-- **immutable**: a version is never re-pointed (409); re-posting the same build under
-  the same version is an idempotent no-op, so a retried request does not fail;
-- **only green builds**: a build still running is a 409 (retry later), a failed or
-  canceled one a 422 (it never will be releasable);
-- **deletable only when unreferenced**: a release is *referenced* while it is the
-  latest release of its project (what "current" resolves to) or while a rollout
-  points at it.  Rollouts do not exist yet; :data:`ROLLOUT_REFERENCE_TABLES` is where
-  their table will be consulted.  A referenced release answers 409 on DELETE.
-
-It also answers the registry's questions that join artifacts with builds (listing by
-project/ref/commit) and gathers every reference garbage collection must respect.
+The release rules (immutable versions, only green builds, deletable only when
+unreferenced) are decided in :mod:`farm.domain.releases`; this module stores what they
+allow. It also answers the registry's questions that join artifacts with builds
+(listing by project/ref/commit) and gathers every reference garbage collection must
+respect (:mod:`farm.domain.gc`).
 """
 
 from __future__ import annotations
 
-import re
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import MetaData, Table, delete, inspect, select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from farm.db.session import aware, transaction
-from farm.db.tables import ArtifactRow, BuildRow, JobRow, ReleaseRow
+from farm.db.tables import ArtifactRow, BuildRow, CacheRow, JobRow, ReleaseRow
+from farm.domain import releases as rules
 from farm.domain.gc import ArtifactRef, BuildRef, References
-from farm.errors import Conflict, InvalidRequest, NotFound
-
-VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
-# Tables whose rows may hold a release (column ``release_id``); checked when present.
-ROLLOUT_REFERENCE_TABLES = ("rollouts",)
-_FINAL_RED = ("failed", "canceled", "skipped")
-
-
-@dataclass(frozen=True)
-class ReleaseRecord:
-    """One release: a project's version pinned to a build and its deliverable."""
-
-    id: int
-    project: str
-    version: str
-    build_id: int
-    ref: str
-    commit: str
-    deliverable_digest: str
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class ArtifactListing:
-    """An artifact row joined with its build (what ``GET /api/v1/artifacts`` lists)."""
-
-    id: int
-    build_id: int
-    job_id: int | None
-    name: str
-    kind: str
-    digest: str
-    size: int
-    created_at: datetime
-    expires_at: datetime | None
-    project: str
-    ref: str
-    commit: str
-    build_status: str
-    job_name: str | None = None
+from farm.domain.records import ArtifactListing, ReleaseRecord
+from farm.errors import Conflict, NotFound
 
 
 def _release(row: ReleaseRow) -> ReleaseRecord:
@@ -99,27 +52,15 @@ class RegistryDb:
         self, build_id: int, version: str, project: str | None = None
     ) -> tuple[ReleaseRecord, bool]:
         """Release a green build as ``version``; returns (release, newly created)."""
-        if not VERSION_RE.fullmatch(version):
-            raise InvalidRequest(
-                f"invalid version {version!r}: use letters, digits and . _ + - (max 128)"
-            )
+        rules.check_version(version)
         with self._sessions() as s:
             build = s.get(BuildRow, build_id)
             if build is None:
                 raise NotFound(f"build {build_id} does not exist")
-            if project is not None and project != build.project:
-                raise InvalidRequest(
-                    f"build {build_id} belongs to project {build.project!r}, not {project!r}"
-                )
-            if build.status in _FINAL_RED:
-                raise InvalidRequest(
-                    f"build {build_id} is {build.status}: only a successful build can be released"
-                )
-            if build.status != "success" or not build.deliverable_digest:
-                raise Conflict(
-                    f"build {build_id} is {build.status}, not finished: "
-                    "only a successful build can be released (wait for it)"
-                )
+            rules.check_releasable(
+                build.id, build.status, build.deliverable_digest, build.project, project
+            )
+            assert build.deliverable_digest is not None  # checked by the rules
             row = ReleaseRow(
                 project=build.project,
                 version=version,
@@ -136,12 +77,8 @@ class RegistryDb:
                 return _release(row), True
         except IntegrityError:  # the version exists (maybe a concurrent request won)
             existing = self.get_release(row.project, version)
-            if existing.build_id == build_id:
-                return existing, False
-            raise Conflict(
-                f"release {row.project} {version} already exists (build {existing.build_id}); "
-                "versions are immutable: choose a new version"
-            ) from None
+            rules.repost_conflict(row.project, version, existing.build_id, build_id)
+            return existing, False
 
     def get_release(self, project: str, version: str) -> ReleaseRecord:
         """One release; NotFound if there is none."""
@@ -165,24 +102,8 @@ class RegistryDb:
 
     def referenced_by(self, release: ReleaseRecord) -> list[str]:
         """Why a release cannot be deleted (empty: it can)."""
-        reasons: list[str] = []
         latest = self.list_releases(release.project, limit=1)
-        if latest and latest[0].id == release.id:
-            reasons.append(f"it is the latest release of {release.project}")
-        with self._sessions() as s:
-            bind = s.get_bind()
-            names = set(inspect(bind).get_table_names())
-            for table_name in ROLLOUT_REFERENCE_TABLES:
-                if table_name not in names:
-                    continue
-                table = Table(table_name, MetaData(), autoload_with=bind)
-                if "release_id" in table.c:
-                    used = s.execute(
-                        select(table.c.release_id).where(table.c.release_id == release.id).limit(1)
-                    ).first()
-                    if used:
-                        reasons.append(f"a rollout ({table_name}) references it")
-        return reasons
+        return rules.deletion_blockers(release.project, bool(latest) and latest[0].id == release.id)
 
     def delete_release(self, project: str, version: str) -> None:
         """Delete an unreferenced release; Conflict naming the reference otherwise."""
@@ -272,13 +193,7 @@ class RegistryDb:
                 )
             )
             releases = s.execute(select(ReleaseRow.build_id, ReleaseRow.deliverable_digest)).all()
-            bind = s.get_bind()
-            extra: set[str] = set()
-            if "caches" in inspect(bind).get_table_names():
-                # Reflected, not imported: the caches table belongs to another module.
-                caches = Table("caches", MetaData(), autoload_with=bind)
-                if "digest" in caches.c:
-                    extra = {str(d) for d in s.scalars(select(caches.c.digest)) if d}
+            extra = {str(d) for d in s.scalars(select(CacheRow.digest)) if d}
         return References(
             artifacts=artifacts,
             builds=builds,

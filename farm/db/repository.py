@@ -21,6 +21,7 @@ from farm.db.session import aware, transaction
 from farm.db.tables import ArtifactRow, BuildRow, JobRow, LogChunkRow, ResourceGroupRow
 from farm.domain.records import ArtifactRecord, BuildRecord, JobRecord, NewBuild
 from farm.domain.specs import JobSpec
+from farm.domain.statuses import ACTIVE_BUILD, BuildStatus, JobStatus
 from farm.errors import NotFound
 
 
@@ -52,7 +53,7 @@ def _job(row: JobRow, artifacts: Iterable[ArtifactRow] = ()) -> JobRecord:
         stage=row.stage,
         position=row.position,
         spec=JobSpec.from_dict(row.spec),
-        status=row.status,
+        status=JobStatus(row.status),
         attempt=row.attempt,
         queue=row.queue,
         exit_code=row.exit_code,
@@ -75,7 +76,7 @@ def _build(row: BuildRow, jobs: tuple[JobRecord, ...] = ()) -> BuildRecord:
         repo=row.repo,
         ref=row.ref,
         commit=row.commit,
-        status=row.status,
+        status=BuildStatus(row.status),
         created_at=aware(row.created_at),
         pipeline_file=row.pipeline_file,
         pipeline_digest=row.pipeline_digest,
@@ -103,7 +104,7 @@ class Store(CacheIndexMixin):
 
     # --- builds ----------------------------------------------------------------------
 
-    def create_build(self, new: NewBuild, status: str) -> int:
+    def create_build(self, new: NewBuild, status: BuildStatus) -> int:
         """Persist a build and all its jobs (status ``created``) in one transaction."""
         with self._tx() as s:
             row = BuildRow(
@@ -131,7 +132,7 @@ class Store(CacheIndexMixin):
                         stage=spec.stage,
                         position=pos,
                         spec=spec.to_dict(),
-                        status="created",
+                        status=JobStatus.CREATED,
                         attempt=1,
                         queue=queue,
                         lost_count=0,
@@ -186,7 +187,7 @@ class Store(CacheIndexMixin):
     def active_build_ids(self) -> list[int]:
         """Builds not yet final (for recovery after a coordinator restart)."""
         with self._sessions() as s:
-            q = select(BuildRow.id).where(BuildRow.status.in_(["pending", "running", "created"]))
+            q = select(BuildRow.id).where(BuildRow.status.in_(list(ACTIVE_BUILD)))
             return list(s.scalars(q))
 
     # --- jobs ------------------------------------------------------------------------
@@ -271,7 +272,7 @@ class Store(CacheIndexMixin):
         with self._sessions() as s:
             rows = s.execute(
                 select(JobRow.build_id, func.min(JobRow.id).label("first"))
-                .where(JobRow.resource_group == name, JobRow.status == "created")
+                .where(JobRow.resource_group == name, JobRow.status == JobStatus.CREATED)
                 .group_by(JobRow.build_id)
                 .order_by("first")
             ).all()

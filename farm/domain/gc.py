@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from farm.domain.statuses import BuildStatus
+
 DEFAULT_GRACE_SECONDS = 3600
 
 
@@ -71,7 +73,7 @@ def latest_green(builds: Iterable[BuildRef]) -> set[int]:
     """Id of the newest successful build of each (project, ref)."""
     best: dict[tuple[str, str], int] = {}
     for b in builds:
-        if b.status == "success":
+        if b.status == BuildStatus.SUCCESS:
             key = (b.project, b.ref)
             best[key] = max(best.get(key, b.id), b.id)
     return set(best.values())

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from farm.domain.specs import JobSpec
+from farm.domain.statuses import BuildStatus, JobStatus
 
 
 @dataclass(frozen=True)
@@ -17,7 +18,7 @@ class ArtifactRecord:
     build_id: int
     job_id: int | None
     name: str
-    kind: str  # "archive" | "dotenv" | "deliverable"
+    kind: str  # an ArtifactKind word (kept open: older rows may hold others)
     digest: str
     size: int
     created_at: datetime
@@ -35,7 +36,7 @@ class JobRecord:
     stage: str
     position: int
     spec: JobSpec
-    status: str
+    status: JobStatus
     attempt: int
     queue: str
     exit_code: int | None = None
@@ -59,7 +60,7 @@ class BuildRecord:
     repo: str
     ref: str
     commit: str
-    status: str
+    status: BuildStatus
     created_at: datetime
     pipeline_file: str
     pipeline_digest: str
@@ -95,3 +96,37 @@ class NewBuild:
     jobs: tuple[tuple[JobSpec, str], ...]  # (spec, queue) in definition order
     secrets: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ReleaseRecord:
+    """One release: a project's version pinned to a build and its deliverable."""
+
+    id: int
+    project: str
+    version: str
+    build_id: int
+    ref: str
+    commit: str
+    deliverable_digest: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ArtifactListing:
+    """An artifact row joined with its build (what ``GET /api/v1/artifacts`` lists)."""
+
+    id: int
+    build_id: int
+    job_id: int | None
+    name: str
+    kind: str
+    digest: str
+    size: int
+    created_at: datetime
+    expires_at: datetime | None
+    project: str
+    ref: str
+    commit: str
+    build_status: str
+    job_name: str | None = None

@@ -8,41 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Literal
 
+from farm.domain.statuses import (
+    FINAL_JOB,
+    BuildStatus,
+    FailureReason,
+    JobStatus,
+    SkipReason,
+)
 
-class JobStatus(StrEnum):
-    """Status words of a job, as the API shows them."""
-
-    CREATED = "created"  # waiting for its upstream jobs
-    PENDING = "pending"  # queued for a worker
-    RUNNING = "running"
-    SUCCESS = "success"
-    FAILED = "failed"
-    CANCELED = "canceled"
-    SKIPPED = "skipped"
-    MANUAL = "manual"  # waits for a person to play it
-
-
-class BuildStatus(StrEnum):
-    """Status words of a build."""
-
-    CREATED = "created"
-    PENDING = "pending"
-    RUNNING = "running"
-    SUCCESS = "success"
-    FAILED = "failed"
-    CANCELED = "canceled"
-    MANUAL = "manual"  # blocked on a manual job that is not allowed to fail
-
-
-FINAL_JOB = frozenset({JobStatus.SUCCESS, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.SKIPPED})
-FINAL_BUILD = frozenset({BuildStatus.SUCCESS, BuildStatus.FAILED, BuildStatus.CANCELED})
-
-# Why a job was skipped; "upstream_failed" propagates failure down needs chains.
-SKIP_UPSTREAM_FAILED = "upstream_failed"
-SKIP_NOT_NEEDED = "not_needed"  # on_failure job when nothing failed
+# Kept as names of this module: the decision code reads best with them.
+SKIP_UPSTREAM_FAILED = SkipReason.UPSTREAM_FAILED
+SKIP_NOT_NEEDED = SkipReason.NOT_NEEDED
 
 
 @dataclass(frozen=True)
@@ -151,12 +129,13 @@ def build_status(nodes: Mapping[str, JobNode], cancel_requested: bool = False) -
 # How a failure reason maps to GitLab's retry:when words.
 _RETRY_WORDS: dict[str | None, frozenset[str]] = {
     None: frozenset({"script_failure"}),
-    "timeout": frozenset({"job_execution_timeout", "stuck_or_timeout_failure"}),
-    "worker_lost": frozenset({"runner_system_failure", "stuck_or_timeout_failure"}),
-    "executor_error": frozenset({"runner_system_failure"}),
-    "worker_error": frozenset({"runner_system_failure"}),
-    "oom": frozenset({"script_failure"}),
-    "image_not_found": frozenset({"runner_system_failure"}),
+    FailureReason.SCRIPT_FAILURE: frozenset({"script_failure"}),
+    FailureReason.TIMEOUT: frozenset({"job_execution_timeout", "stuck_or_timeout_failure"}),
+    FailureReason.WORKER_LOST: frozenset({"runner_system_failure", "stuck_or_timeout_failure"}),
+    FailureReason.EXECUTOR_ERROR: frozenset({"runner_system_failure"}),
+    FailureReason.WORKER_ERROR: frozenset({"runner_system_failure"}),
+    FailureReason.OOM: frozenset({"script_failure"}),
+    FailureReason.IMAGE_NOT_FOUND: frozenset({"runner_system_failure"}),
 }
 
 
@@ -170,7 +149,7 @@ def should_retry(
     exit_code: int | None,
 ) -> bool:
     """Whether a failed ``attempt`` (1-based) earns another, per the job's ``retry:``."""
-    if attempt > max_retries or reason == "canceled":
+    if attempt > max_retries or reason == FailureReason.CANCELED:
         return False
     codes = set(exit_codes)
     if codes and exit_code not in codes:

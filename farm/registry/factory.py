@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from farm.db.repository import Store
 from farm.domain.records import BuildRecord
+from farm.domain.statuses import ArtifactKind, BuildStatus
 from farm.errors import ConfigError
 from farm.registry.provenance import build_statement, canonical, load_or_create_key, sign_statement
 from farm.registry.store import BlobStore, FilesystemBlobStore
@@ -23,7 +24,7 @@ from farm.settings import Settings
 log = logging.getLogger("farm.registry")
 
 PROVENANCE_NAME = "provenance.intoto.json"
-PROVENANCE_KIND = "provenance"
+PROVENANCE_KIND = ArtifactKind.PROVENANCE
 
 
 def make_blob_store(settings: Settings) -> BlobStore:
@@ -109,7 +110,7 @@ class ProvenanceRecorder:
         must not fail that report, so it is logged and the build stays green (without
         provenance, which ``GET /builds/{id}/provenance`` then reports as missing).
         """
-        if build.status != "success":
+        if build.status != BuildStatus.SUCCESS:
             return
         try:
             self.record(build)

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from farm import __version__
 from farm.domain.records import BuildRecord
+from farm.domain.statuses import ArtifactKind
 from farm.errors import SignatureError
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -62,7 +63,7 @@ def build_statement(build: BuildRecord, builder_id: str) -> dict[str, Any]:
     byproducts: list[dict[str, Any]] = []
     for job in build.jobs:
         for art in job.artifacts:
-            if art.kind == "provenance":  # a statement never names itself
+            if art.kind == ArtifactKind.PROVENANCE:  # a statement never names itself
                 continue
             name = f"{job.name}/{art.name}"
             subjects[name] = {"name": name, "digest": _digest_set(art.digest)}

@@ -16,7 +16,8 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 
 from farm.api.deps import BlobsDep, StoreDep
-from farm.db.releases import ArtifactListing, RegistryDb
+from farm.db.releases import RegistryDb
+from farm.domain.records import ArtifactListing
 from farm.errors import NotFound
 from farm.registry.factory import PROVENANCE_KIND
 from farm.registry.provenance import PAYLOAD_TYPE, key_id, public_pem

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from farm.api.routers.registry import registry_db
-from farm.db.releases import ReleaseRecord
+from farm.domain.records import ReleaseRecord
 
 router = APIRouter(prefix="/api/v1/releases", tags=["releases"])
 
