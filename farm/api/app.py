@@ -17,12 +17,22 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from farm import __version__
-from farm.api.routers import admin, blobs, builds, caches, jobs, registry, releases, worker
+from farm.api.routers import (
+    admin,
+    blobs,
+    builds,
+    caches,
+    jobs,
+    registry,
+    releases,
+    worker,
+)
+from farm.coordinator.ports import Dispatcher
 from farm.coordinator.service import Coordinator
 from farm.db.releases import RegistryDb
 from farm.db.repository import Store
 from farm.db.session import make_engine, make_sessionmaker, migrate
-from farm.errors import FarmError, PipelineError
+from farm.errors import DiagnosedError, FarmError
 from farm.registry.factory import (
     ProvenanceRecorder,
     builder_id,
@@ -48,8 +58,14 @@ def _watchdog(coord: Coordinator, stop: threading.Event) -> None:
             log.error("watchdog pass failed: %s", exc)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the API app: migrate the schema, open the stores, start the watchdog."""
+def create_app(
+    settings: Settings | None = None, *, dispatcher: Dispatcher | None = None
+) -> FastAPI:
+    """Build the API app: migrate the schema, open the stores, start the watchdog.
+
+    ``dispatcher`` replaces the Celery dispatcher (tests record dispatches instead of
+    publishing to a broker); by default jobs are queued on Celery.
+    """
     settings = settings or get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url)
@@ -58,7 +74,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     store = Store(store_sessions)
     blobstore = make_blob_store(settings)
     celery = make_celery(settings)
-    coord = Coordinator(store, blobstore, CeleryDispatcher(celery), settings)
+    if dispatcher is None:
+        dispatcher = CeleryDispatcher(celery)
+    coord = Coordinator(store, blobstore, dispatcher, settings)
     # Provenance: every green build gets a statement signed with the farm's key.
     key = signing_key(settings)
     coord.on_build_finished.append(ProvenanceRecorder(store, blobstore, key, builder_id(settings)))
@@ -100,7 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(FarmError)
     async def _farm_error(_: Request, exc: FarmError) -> JSONResponse:
         body: dict[str, object] = {"detail": str(exc), "error": type(exc).__name__}
-        if isinstance(exc, PipelineError):
+        if isinstance(exc, DiagnosedError):
             body["problems"] = [str(d) for d in exc.diagnostics]
         return JSONResponse(status_code=exc.http_status, content=body)
 

@@ -146,33 +146,3 @@ class BuildOut(BaseModel):
             deliverable=deliverable,
             jobs=[JobOut.of(j) for j in b.jobs],
         )
-
-
-class ClaimRequest(BaseModel):
-    """A worker asks for an attempt."""
-
-    attempt: int
-    worker: str
-
-
-class LogRequest(BaseModel):
-    """A worker appends output (and proves it is alive)."""
-
-    attempt: int
-    data: str = ""
-
-
-class FinishRequest(BaseModel):
-    """A worker reports how an attempt ended."""
-
-    attempt: int
-    exit_code: int | None = None
-    reason: str | None = None
-    message: str = ""
-    artifacts: list[dict[str, Any]] = Field(default_factory=list)
-
-
-class LiveRequest(BaseModel):
-    """A reaper asks which attempts still run."""
-
-    attempts: list[tuple[int, int]]

@@ -6,9 +6,15 @@ digests of its inputs; it fetches those over HTTP and needs no filesystem of our
 
 from __future__ import annotations
 
-from typing import Any
-
 from farm.coordinator.service import Coordinator
+from farm.domain.messages import (
+    ArtifactRules,
+    Assignment,
+    CacheEntry,
+    InputArtifact,
+    Limits,
+    ServiceEntry,
+)
 from farm.domain.records import BuildRecord, JobRecord
 from farm.domain.statuses import ArtifactKind
 from farm.settings import Settings
@@ -17,7 +23,7 @@ DEFAULT_IMAGE = "farm/debian:bookworm"
 MIN_MASK = 4  # shorter values would mask common words all over the log
 
 
-def _upstream_artifacts(build: BuildRecord, job: JobRecord) -> list[dict[str, Any]]:
+def _upstream_artifacts(build: BuildRecord, job: JobRecord) -> list[InputArtifact]:
     """Artifacts of the jobs whose files this job receives (GitLab's needs/dependencies)."""
     spec = job.spec
     pipeline = Coordinator.pipeline_of(build)
@@ -27,7 +33,7 @@ def _upstream_artifacts(build: BuildRecord, job: JobRecord) -> list[dict[str, An
         sources = [n.job for n in spec.needs if n.artifacts]
     else:
         sources = list(pipeline.upstream(spec))
-    out: list[dict[str, Any]] = []
+    out: list[InputArtifact] = []
     for name in sources:
         upstream = build.job_named(name)
         if upstream is None:
@@ -35,13 +41,9 @@ def _upstream_artifacts(build: BuildRecord, job: JobRecord) -> list[dict[str, An
         for art in upstream.artifacts:
             if art.kind in (ArtifactKind.ARCHIVE, ArtifactKind.DOTENV):
                 out.append(
-                    {
-                        "job": name,
-                        "name": art.name,
-                        "kind": art.kind,
-                        "digest": art.digest,
-                        "size": art.size,
-                    }
+                    InputArtifact(
+                        job=name, name=art.name, kind=art.kind, digest=art.digest, size=art.size
+                    )
                 )
     return out
 
@@ -83,38 +85,33 @@ def job_variables(build: BuildRecord, job: JobRecord, settings: Settings) -> dic
     return {**predefined, **job.spec.variables, **build.variables, **build.secrets}
 
 
-def assignment(build: BuildRecord, job: JobRecord, settings: Settings) -> dict[str, Any]:
-    """The document a worker gets back from a successful claim."""
+def assignment(build: BuildRecord, job: JobRecord, settings: Settings) -> Assignment:
+    """What a worker gets back from a successful claim."""
     spec = job.spec
-    timeout = min(spec.timeout or settings.job_timeout, settings.job_timeout)
-    return {
-        "job_id": job.id,
-        "attempt": job.attempt,
-        "build_id": build.id,
-        "name": job.name,
-        "stage": job.stage,
-        "project": build.project,
-        "project_dir": f"/builds/{build.project}",
-        "image": spec.image or DEFAULT_IMAGE,
-        "image_entrypoint": list(spec.image_entrypoint) if spec.image_entrypoint else None,
-        "before_script": list(spec.before_script),
-        "script": list(spec.script),
-        "after_script": list(spec.after_script),
-        "variables": job_variables(build, job, settings),
-        "snapshot_digest": build.snapshot_digest,
-        "inputs": _upstream_artifacts(build, job),
-        "timeout": timeout,
-        "artifacts": spec.to_dict()["artifacts"],
-        "cache": spec.to_dict()["cache"],
-        "services": spec.to_dict()["services"],
-        "coverage": spec.coverage,
+    return Assignment(
+        job_id=job.id,
+        attempt=job.attempt,
+        build_id=build.id,
+        name=job.name,
+        stage=job.stage,
+        project=build.project,
+        project_dir=f"/builds/{build.project}",
+        image=spec.image or DEFAULT_IMAGE,
+        image_entrypoint=list(spec.image_entrypoint) if spec.image_entrypoint else None,
+        before_script=list(spec.before_script),
+        script=list(spec.script),
+        after_script=list(spec.after_script),
+        variables=job_variables(build, job, settings),
+        snapshot_digest=build.snapshot_digest,
+        inputs=_upstream_artifacts(build, job),
+        timeout=min(spec.timeout or settings.job_timeout, settings.job_timeout),
+        artifacts=ArtifactRules.of(spec.artifacts) if spec.artifacts is not None else None,
+        cache=[CacheEntry.of(c) for c in spec.cache],
+        services=[ServiceEntry.of(s) for s in spec.services],
+        coverage=spec.coverage,
         # Values the worker masks in the log before it leaves the worker.
-        "masks": sorted(
+        masks=sorted(
             {v for v in build.secrets.values() if len(v) >= MIN_MASK}, key=len, reverse=True
         ),
-        "limits": {
-            "memory": settings.job_memory,
-            "cpus": settings.job_cpus,
-            "pids": settings.job_pids,
-        },
-    }
+        limits=Limits(memory=settings.job_memory, cpus=settings.job_cpus, pids=settings.job_pids),
+    )

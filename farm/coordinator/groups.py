@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from farm.db.repository import Store
+from farm.coordinator.ports import Store
 from farm.domain.statuses import FINAL_JOB, JobStatus
 from farm.errors import NotFound
 

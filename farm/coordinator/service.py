@@ -12,12 +12,15 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from farm.coordinator.deliverable import deliverable_manifest
 from farm.coordinator.groups import ResourceGroups
-from farm.db.repository import Store, utcnow
+from farm.coordinator.ports import Blobs, Store
+from farm.coordinator.ports import Dispatcher as Dispatcher  # re-exported: callers import it here
 from farm.domain import state
+from farm.domain.clock import utcnow
+from farm.domain.messages import ArtifactReport
 from farm.domain.records import BuildRecord, JobRecord
 from farm.domain.specs import Pipeline
 from farm.domain.state import JobNode
@@ -30,19 +33,11 @@ from farm.domain.statuses import (
     JobStatus,
 )
 from farm.errors import Conflict, NotFound, UploadError
-from farm.registry.store import BlobStore
 from farm.settings import Settings
 
 log = logging.getLogger("farm.coordinator")
 
 _WAITING = (JobStatus.CREATED, JobStatus.PENDING, JobStatus.MANUAL)
-
-
-class Dispatcher(Protocol):
-    """Hands a job attempt to the workers (Celery in production)."""
-
-    def dispatch(self, job: JobRecord, build: BuildRecord, countdown: float | None = None) -> None:
-        """Queue ``run_job(job.id, job.attempt)`` on the job's queue."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +47,7 @@ class JobResult:
     exit_code: int | None
     reason: str | None = None  # None, "timeout", "canceled", "oom", "image_not_found", ...
     message: str = ""
-    artifacts: tuple[dict[str, Any], ...] = ()  # {name, kind, digest, size, expire_in}
+    artifacts: tuple[ArtifactReport, ...] = ()
     coverage: float | None = None
 
     @property
@@ -66,7 +61,7 @@ class Coordinator:
     """Drives builds from job completions (dynamic dispatch, never a static canvas)."""
 
     store: Store
-    blobs: BlobStore
+    blobs: Blobs
     dispatcher: Dispatcher
     settings: Settings
     on_build_finished: list[Callable[[BuildRecord], None]] = field(default_factory=list)
@@ -232,8 +227,8 @@ class Coordinator:
         if job.attempt != attempt or job.status != JobStatus.RUNNING:
             return job  # a stale or duplicate report changes nothing
         for art in result.artifacts:
-            if not self.blobs.has(str(art["digest"])):
-                raise UploadError(f"artifact {art.get('name')} ({art['digest']}) was not uploaded")
+            if not self.blobs.has(art.digest):
+                raise UploadError(f"artifact {art.name} ({art.digest}) was not uploaded")
         spec = job.spec
         if not result.succeeded and state.should_retry(
             attempt=attempt,
@@ -268,16 +263,15 @@ class Coordinator:
             return self.store.get_job(job_id)
         now = utcnow()
         for art in result.artifacts:
-            expire = art.get("expire_in")
             self.store.add_artifact(
                 build_id=job.build_id,
                 job_id=job_id,
-                name=str(art["name"]),
-                kind=str(art.get("kind", ArtifactKind.ARCHIVE)),
-                digest=str(art["digest"]),
-                size=int(art["size"]),
-                files=[str(f) for f in art.get("files") or ()] or None,
-                expires_at=now + timedelta(seconds=int(expire)) if expire else None,
+                name=art.name,
+                kind=art.kind,
+                digest=art.digest,
+                size=art.size,
+                files=list(art.files) or None,
+                expires_at=now + timedelta(seconds=art.expire_in) if art.expire_in else None,
             )
         self._release(job)
         self.advance(job.build_id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
@@ -19,15 +19,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from farm.db.caches import CacheIndexMixin
 from farm.db.session import aware, transaction
 from farm.db.tables import ArtifactRow, BuildRow, JobRow, LogChunkRow, ResourceGroupRow
+from farm.domain.clock import utcnow
 from farm.domain.records import ArtifactRecord, BuildRecord, JobRecord, NewBuild
 from farm.domain.specs import JobSpec
 from farm.domain.statuses import ACTIVE_BUILD, BuildStatus, JobStatus
 from farm.errors import NotFound
-
-
-def utcnow() -> datetime:
-    """Timezone-aware now; every timestamp farm stores is UTC."""
-    return datetime.now(UTC)
 
 
 def _artifact(row: ArtifactRow) -> ArtifactRecord:

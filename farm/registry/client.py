@@ -1,8 +1,10 @@
 """Worker-side client of the blob API: the only way a worker moves bytes.
 
-Every transfer is checked by sha256 at both ends.  Connection errors and 5xx
-answers are retried with exponential backoff (bounded); 4xx answers are the
-caller's fault and raise the FarmError the server named, with its message.
+Every transfer is checked by sha256 at both ends.  Retries and errors follow
+farm's one HTTP rule (:mod:`farm.http`): connection errors and retryable 5xx
+answers (API or data plane) are tried again with exponential backoff (bounded);
+4xx answers are the caller's fault and raise the FarmError the server named, with
+its message.  Every blob operation is idempotent (content addressing, offsets).
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from pathlib import Path
 from typing import BinaryIO, TypeVar
 
 import httpx
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from farm import errors
-from farm.errors import DigestMismatch, FarmError, ServiceUnavailable, UploadError
+from farm.errors import DigestMismatch, UploadError
+from farm.http import HttpClient, HttpConfig, RetryPolicy
+from farm.http import error_from_response as error_from_response  # its old home
 from farm.registry.store.digests import CHUNK_SIZE, BlobInfo, digest_hex, hash_file, iter_file
 from farm.registry.transfer import zerocopy
 from farm.registry.transfer.client import (
@@ -32,39 +35,11 @@ from farm.registry.transfer.client import (
     TransferError,
 )
 from farm.registry.transfer.wire import BLOBS as PREFIX
-from farm.registry.transfer.wire import error_from
 
 T = TypeVar("T")
 ENDPOINTS = "/api/v1/registry/endpoints"
 log = logging.getLogger("farm.registry.client")
 DEFAULT_CHUNK = 8 * 1024 * 1024
-
-
-class _Retryable(Exception):
-    """A 5xx answer worth another attempt; carries the error to raise if none is left."""
-
-    def __init__(self, error: FarmError) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
-def _worth_retrying(error: FarmError) -> bool:
-    """A server-side failure (5xx) that another attempt may not meet again.
-
-    A corrupted blob or a full disk (507) stays so: asking again only wastes time.
-    """
-    hopeless = isinstance(error, errors.CorruptBlob) or error.http_status == 507
-    return error.http_status >= 500 and not hopeless
-
-
-def error_from_response(response: httpx.Response) -> FarmError:
-    """The FarmError a non-2xx answer stands for, with the server's one-line message."""
-    return error_from(
-        response.status_code,
-        response.headers.get("x-farm-error", ""),
-        response.content,
-        f"{response.request.method} {response.url}",
-    )
 
 
 class RegistryClient:
@@ -80,16 +55,17 @@ class RegistryClient:
         backoff: float = 0.5,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, headers=headers)
-        self._attempts = attempts
-        self._backoff = backoff
+        retry = RetryPolicy(attempts=attempts, backoff=backoff, max_wait=10.0)
+        self._core = HttpClient(
+            HttpConfig(self.base_url, timeout=timeout, token=token, retry=retry)
+        )
+        self._http = self._core.raw  # requests are composed into attempts run by _call
         self._timeout = timeout
         self._direct: DirectBlobClient | bool | None = zerocopy.available()  # True: not asked
 
     def close(self) -> None:
         """Close the connection pool."""
-        self._http.close()
+        self._core.close()
 
     def __enter__(self) -> RegistryClient:
         return self
@@ -98,23 +74,12 @@ class RegistryClient:
         self.close()
 
     def _call(self, attempt: Callable[[], T]) -> T:
-        """Run one request-shaped ``attempt`` with bounded retries and error mapping."""
-        retrying = Retrying(
-            stop=stop_after_attempt(self._attempts),
-            wait=wait_exponential(multiplier=self._backoff, max=10.0),
-            retry=retry_if_exception(
-                lambda e: isinstance(e, httpx.TransportError | TransferError | _Retryable)
-            ),
-            reraise=True,
-        )
-        try:
-            return retrying(attempt)
-        except _Retryable as exc:
-            raise exc.error from None
-        except (httpx.TransportError, TransferError) as exc:
-            raise ServiceUnavailable(
-                f"cannot reach the farm API at {self.base_url}: {exc or type(exc).__name__}"
-            ) from None
+        """Run one request-shaped ``attempt`` (API or data plane) under farm's retry rule.
+
+        A broken data-plane transfer counts as a transport failure; the data plane's
+        error answers are FarmErrors with their status, classified like the API's.
+        """
+        return self._core.call(attempt, transient=(TransferError,))
 
     def _data_plane(self) -> DirectBlobClient | None:
         """The API's blob data plane, asked for once; None when it has none (or is old)."""
@@ -133,29 +98,8 @@ class RegistryClient:
         log.warning("%s; moving blobs through the API instead", exc)
         self._direct = None
 
-    def _direct_call(self, attempt: Callable[[], T]) -> T:
-        """``_call`` for a data-plane attempt: its 5xx answers are retried like the API's."""
-
-        def classified() -> T:
-            try:
-                return attempt()
-            except FarmError as error:
-                if _worth_retrying(error):
-                    raise _Retryable(error) from None
-                raise
-
-        return self._call(classified)
-
-    @staticmethod
-    def _check(response: httpx.Response) -> httpx.Response:
-        if response.is_success:
-            return response
-        if not response.is_stream_consumed:
-            response.read()
-        error = error_from_response(response)
-        if _worth_retrying(error):
-            raise _Retryable(error)
-        raise error
+    def _check(self, response: httpx.Response) -> httpx.Response:
+        return self._core.check(response)
 
     def exists(self, digest: str) -> bool:
         """Whether the farm has an intact blob with this digest (HEAD)."""
@@ -189,7 +133,7 @@ class RegistryClient:
         direct = self._data_plane()
         if direct is not None:
             try:
-                return self._direct_call(lambda: direct.put_file(path, info))
+                return self._call(lambda: direct.put_file(path, info))
             except DataPlaneUnreachable as exc:
                 self._unreachable(exc)
 
@@ -301,7 +245,7 @@ class RegistryClient:
         try:
             download = Download(fd)
             try:
-                self._direct_call(lambda: direct.get_into(digest, download))
+                self._call(lambda: direct.get_into(digest, download))
             except BaseException:
                 download.hasher.cancel()  # the bytes are of no use: stop hashing them
                 raise

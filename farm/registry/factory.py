@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from farm.db.repository import Store
 from farm.domain.records import BuildRecord
 from farm.domain.statuses import ArtifactKind, BuildStatus
 from farm.errors import ConfigError
@@ -94,11 +94,20 @@ def signing_key(settings: Settings) -> Ed25519PrivateKey:
     return load_or_create_key(settings.key_dir)
 
 
+class ArtifactLedger(Protocol):
+    """Where a stored blob is recorded as an artifact of a build (the store)."""
+
+    def add_artifact(
+        self, *, build_id: int, job_id: int | None, name: str, kind: str, digest: str, size: int
+    ) -> object:
+        """Record ``digest`` as an artifact of ``build_id``."""
+
+
 @dataclass
 class ProvenanceRecorder:
     """``Coordinator.on_build_finished`` hook: sign and store provenance of green builds."""
 
-    store: Store
+    store: ArtifactLedger
     blobs: BlobStore
     key: Ed25519PrivateKey
     builder: str

@@ -2,94 +2,81 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
-import httpx
-from tenacity import (
-    retry,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential,
+from pydantic import BaseModel, ValidationError
+
+from farm.domain.messages import (
+    Assignment,
+    ClaimRequest,
+    FinishReply,
+    FinishReport,
+    LiveReply,
+    LiveRequest,
+    LogReply,
+    LogRequest,
+    check_protocol,
 )
+from farm.errors import Conflict, FarmError, NotFound
+from farm.http import HttpClient, HttpConfig, RetryPolicy
 
-from farm.errors import FarmError, ServiceUnavailable
-
-
-def _transient(exc: BaseException) -> bool:
-    if isinstance(exc, httpx.TransportError):
-        return True
-    return isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code >= 500
-
-
-_retry = retry(
-    retry=retry_if_exception(_transient),
-    stop=stop_after_attempt(6),
-    wait=wait_exponential(multiplier=0.2, max=5),
-    reraise=True,
-)
+_Reply = TypeVar("_Reply", bound=BaseModel)
+PREFIX = "/api/v1/worker"
+# A worker keeps trying for about 15 s: long enough for an API restart, short enough
+# that a job is not held while its lease runs out.
+RETRY = RetryPolicy(attempts=6, backoff=0.2, max_wait=5.0)
 
 
 class CoordinatorClient:
-    """Thin HTTP client for the worker endpoints under ``/api/v1/worker``."""
+    """Thin client of the worker endpoints under ``/api/v1/worker`` (on farm.http)."""
 
     def __init__(self, base_url: str, timeout: float = 30.0) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url + "/api/v1/worker", timeout=timeout)
+        self._http = HttpClient(HttpConfig(self.base_url, timeout, retry=RETRY))
 
     def close(self) -> None:
         """Release the connection pool."""
         self._http.close()
 
-    @_retry
-    def _post(self, path: str, payload: dict[str, Any]) -> httpx.Response:
-        resp = self._http.post(path, json=payload)
-        if resp.status_code >= 500:
-            resp.raise_for_status()
-        return resp
+    def _call(self, path: str, body: BaseModel) -> Any:
+        # Every worker endpoint is idempotent by attempt number: retrying is safe.
+        return self._http.post_json(PREFIX + path, body.model_dump(mode="json"), idempotent=True)
 
-    def _call(self, path: str, payload: dict[str, Any]) -> httpx.Response:
-        try:
-            return self._post(path, payload)
-        except httpx.TransportError as exc:
-            raise ServiceUnavailable(
-                f"cannot reach the farm API at {self.base_url}: {exc}"
-            ) from exc
-        except httpx.HTTPStatusError as exc:
-            raise ServiceUnavailable(
-                f"the farm API at {self.base_url} failed: {exc.response.status_code}"
-            ) from exc
-
-    def claim(self, job_id: int, attempt: int, worker: str) -> dict[str, Any] | None:
+    def claim(self, job_id: int, attempt: int, worker: str) -> Assignment | None:
         """The job's assignment, or None if this attempt is stale or taken."""
-        resp = self._call(f"/jobs/{job_id}/claim", {"attempt": attempt, "worker": worker})
-        if resp.status_code in (404, 409):
+        try:
+            data = self._call(f"/jobs/{job_id}/claim", ClaimRequest(attempt=attempt, worker=worker))
+        except (NotFound, Conflict):
             return None
-        _check(resp)
-        data: dict[str, Any] = resp.json()
-        return data
+        # An API answering in another protocol took the claim: say so (the runner fails
+        # the attempt with this message) rather than misread the assignment.
+        protocol = data.get("protocol", 1) if isinstance(data, dict) else 1
+        if isinstance(protocol, int):  # anything else is refused by _parse below
+            check_protocol(protocol, sender="API", receiver="worker")
+        return _parse(Assignment, data)
 
-    def log(self, job_id: int, attempt: int, text: str) -> tuple[bool, bool]:
-        """Append output (also a heartbeat): (attempt may go on, log still has room)."""
-        resp = self._call(f"/jobs/{job_id}/log", {"attempt": attempt, "data": text})
-        _check(resp)
-        body = resp.json()
-        return bool(body.get("continue", False)), bool(body.get("accepted", False))
+    def log(self, job_id: int, attempt: int, text: str) -> LogReply:
+        """Append output (also a heartbeat): may the attempt go on, has the log room?"""
+        data = self._call(f"/jobs/{job_id}/log", LogRequest(attempt=attempt, data=text))
+        return _parse(LogReply, data)
 
-    def finish(self, job_id: int, attempt: int, result: dict[str, Any]) -> None:
-        """Report how the attempt ended."""
-        _check(self._call(f"/jobs/{job_id}/finish", {"attempt": attempt, **result}))
+    def finish(self, job_id: int, report: FinishReport) -> FinishReply:
+        """Report how the attempt ended; the answer is the job's status after it."""
+        return _parse(FinishReply, self._call(f"/jobs/{job_id}/finish", report))
 
     def live(self, pairs: list[tuple[int, int]]) -> list[bool]:
         """Which (job, attempt) pairs still run (for the reaper)."""
-        resp = self._call("/live", {"attempts": [list(p) for p in pairs]})
-        _check(resp)
-        return [bool(x) for x in resp.json()["live"]]
+        return _parse(LiveReply, self._call("/live", LiveRequest(attempts=pairs))).live
 
 
-def _check(resp: httpx.Response) -> None:
-    if resp.status_code >= 400:
-        try:
-            detail = resp.json().get("detail", resp.text)
-        except ValueError:
-            detail = resp.text
-        raise FarmError(f"farm API refused: {detail}")
+def _parse(model: type[_Reply], data: Any) -> _Reply:
+    """A reply as its message model; an unreadable one is one FarmError line, not a trace."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise FarmError(
+            f"the farm API answered a {model.__name__} this worker cannot read: "
+            f"{where}: {first['msg']}"
+        ) from exc

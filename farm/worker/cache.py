@@ -23,15 +23,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
-import httpx
-
-from farm.errors import FarmError, ServiceUnavailable
+from farm.domain.messages import CacheEntry
+from farm.errors import FarmError, NotFound
+from farm.http import HttpClient, HttpConfig, RetryPolicy
 from farm.pipeline.variables import expand_text
 from farm.registry.archive import compression_level, pack, unpack
 from farm.registry.client import RegistryClient
@@ -69,10 +67,10 @@ def _or_empty(env: Mapping[str, str]) -> Callable[[str], str]:
     return lambda name: env.get(name, "")
 
 
-def cache_key(entry: Mapping[str, Any], workspace: Path, env: Mapping[str, str]) -> str:
+def cache_key(entry: CacheEntry, workspace: Path, env: Mapping[str, str]) -> str:
     """The final key of one ``cache:`` entry (see the module docstring)."""
-    files: Sequence[str] = entry.get("key_files") or ()
-    prefix = entry.get("key_prefix")
+    files = entry.key_files
+    prefix = entry.key_prefix
     if prefix:
         prefix = expand_text(str(prefix), _or_empty(env))
     if files:
@@ -89,53 +87,42 @@ def cache_key(entry: Mapping[str, Any], workspace: Path, env: Mapping[str, str])
         key = f"{prefix}-{body}" if prefix else body
     else:
         # As on GitLab, a variable that is not set expands to nothing.
-        key = expand_text(str(entry.get("key") or "default"), _or_empty(env)) or "default"
+        key = expand_text(entry.key or "default", _or_empty(env)) or "default"
     return key.replace("/", "-")  # a key is one URL segment and one name
 
 
 class CacheIndex:
-    """HTTP client of the coordinator's cache index (``/api/v1/worker/caches``)."""
+    """HTTP client of the coordinator's cache index (``/api/v1/worker/caches``).
+
+    farm's one HTTP core: GET and PUT are idempotent, so failures to connect and
+    retryable 5xx answers are tried ``tries`` times; other answers raise their FarmError.
+    """
+
+    PREFIX = "/api/v1/worker/caches"
 
     def __init__(self, base_url: str, timeout: float = 30.0, tries: int = 4) -> None:
-        self._http = httpx.Client(base_url=base_url.rstrip("/") + "/api/v1/worker/caches")
-        self._http.timeout = httpx.Timeout(timeout)
-        self._tries = tries
+        retry = RetryPolicy(attempts=tries, backoff=0.2)
+        self._http = HttpClient(HttpConfig(base_url, timeout=timeout, retry=retry))
 
     def close(self) -> None:
         """Release the connection pool."""
         self._http.close()
 
-    def _send(self, method: str, url: str, **kw: Any) -> httpx.Response:
-        for attempt in range(self._tries):
-            try:
-                resp = self._http.request(method, url, **kw)
-            except httpx.TransportError as exc:
-                if attempt == self._tries - 1:
-                    raise ServiceUnavailable(f"cache index unreachable: {exc}") from exc
-            else:
-                if resp.status_code < 500 or attempt == self._tries - 1:
-                    return resp
-            time.sleep(0.2 * 2**attempt)
-        raise ServiceUnavailable("cache index unreachable")  # pragma: no cover
-
-    @staticmethod
-    def _url(project: str, key: str) -> str:
-        return f"/{quote(project, safe='/')}/{quote(key, safe='')}"
+    @classmethod
+    def _url(cls, project: str, key: str) -> str:
+        return f"{cls.PREFIX}/{quote(project, safe='/')}/{quote(key, safe='')}"
 
     def get(self, project: str, key: str) -> str | None:
         """The digest saved under ``key``, or None."""
-        resp = self._send("GET", self._url(project, key))
-        if resp.status_code == 404:
+        try:
+            body = self._http.json("GET", self._url(project, key))
+        except NotFound:
             return None
-        if resp.status_code >= 400:
-            raise FarmError(f"cache index refused {key!r}: {resp.text[:200]}")
-        return str(resp.json()["digest"])
+        return str(body["digest"])
 
     def put(self, project: str, key: str, digest: str, size: int) -> None:
         """Point ``key`` at an uploaded archive."""
-        resp = self._send("PUT", self._url(project, key), json={"digest": digest, "size": size})
-        if resp.status_code >= 400:
-            raise FarmError(f"cache index refused {key!r}: {resp.text[:200]}")
+        self._http.request("PUT", self._url(project, key), json={"digest": digest, "size": size})
 
 
 class JobCaches:
@@ -143,7 +130,7 @@ class JobCaches:
 
     def __init__(
         self,
-        entries: Sequence[Mapping[str, Any]],
+        entries: Sequence[CacheEntry],
         *,
         project: str,
         workspace: Path,
@@ -161,11 +148,9 @@ class JobCaches:
     def restore(self) -> None:
         """Pull every cache whose policy pulls: its key, else its fallback keys in order."""
         for i, (entry, key) in enumerate(zip(self.entries, self.keys, strict=True)):
-            if entry.get("policy", "pull-push") == "push":
+            if entry.policy == "push":
                 continue
-            fallbacks = [
-                expand_text(str(k), self.env.get) for k in entry.get("fallback_keys") or ()
-            ]
+            fallbacks = [expand_text(k, self.env.get) for k in entry.fallback_keys]
             try:
                 self._restore_one(i, key, fallbacks)
             except (FarmError, OSError) as exc:
@@ -188,8 +173,8 @@ class JobCaches:
         """Push every cache whose policy pushes and whose ``when`` matches the result."""
         tracked = list(tracked)
         for i, (entry, key) in enumerate(zip(self.entries, self.keys, strict=True)):
-            when = entry.get("when", "on_success")
-            if entry.get("policy", "pull-push") == "pull":
+            when = entry.when
+            if entry.policy == "pull":
                 continue
             if not (when == "always" or (when == "on_success") == succeeded):
                 continue
@@ -198,9 +183,9 @@ class JobCaches:
             except (FarmError, OSError) as exc:
                 self.say(f"WARNING: cache {key!r} not saved: {exc}")
 
-    def _save_one(self, i: int, key: str, entry: Mapping[str, Any], tracked: list[str]) -> None:
-        paths = [expand_text(str(p), self.env.get) for p in entry.get("paths") or ()]
-        if entry.get("untracked"):
+    def _save_one(self, i: int, key: str, entry: CacheEntry, tracked: list[str]) -> None:
+        paths = [expand_text(p, self.env.get) for p in entry.paths]
+        if entry.untracked:
             paths += [literal_pattern(p) for p in untracked_files(self.workspace, tracked)]
         if not paths:
             return

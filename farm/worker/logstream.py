@@ -13,6 +13,7 @@ import threading
 import time
 from types import TracebackType
 
+from farm.domain.messages import MAX_LOG_CHUNK
 from farm.worker.api_client import CoordinatorClient
 from farm.worker.masking import Masker
 
@@ -77,13 +78,18 @@ class LogStream:
             self._buf.clear()
         if self._full:
             text = ""  # the coordinator caps the log; keep heartbeating only
-        try:
-            go_on, accepted = self._client.log(self._job, self._attempt, text)
-        except Exception as exc:  # a blip must not kill the job; the lease absorbs it
-            log.warning("log flush for job %s failed: %s", self._job, exc)
-            return
-        self._full = self._full or not accepted
-        self._go_on = go_on
+        # A burst larger than one request may carry goes out in several, in order.
+        chunks = [text[i : i + MAX_LOG_CHUNK] for i in range(0, len(text), MAX_LOG_CHUNK)]
+        for chunk in chunks or [""]:
+            try:
+                reply = self._client.log(self._job, self._attempt, chunk)
+            except Exception as exc:  # a blip must not kill the job; the lease absorbs it
+                log.warning("log flush for job %s failed: %s", self._job, exc)
+                return
+            self._full = self._full or not reply.accepted
+            self._go_on = reply.continue_
+            if self._full or not self._go_on:
+                return
 
     def _loop(self) -> None:
         last = 0.0

@@ -8,15 +8,16 @@ fetches inputs by digest over HTTP, runs the container and reports back.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import shutil
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from farm.domain.specs import ServiceSpec
-from farm.errors import FarmError, ImageNotFound
+from farm.domain.messages import MAX_MESSAGE, ArtifactReport, Assignment, FinishReport
+from farm.domain.statuses import ArtifactKind, FailureReason
+from farm.errors import FarmError, ImageNotFound, ProtocolMismatch
 from farm.executor.base import ContainerJob, Executor, Limits, Mount, RunResult, resolve_image
 from farm.executor.reaper import job_labels
 from farm.pipeline.expressions import compile_regex
@@ -72,7 +73,7 @@ def coverage_of(pattern: str | None, text: str) -> float | None:
 @dataclass(frozen=True)
 class _Outcome:
     result: RunResult
-    artifacts: list[dict[str, Any]]
+    artifacts: list[ArtifactReport]
     coverage: float | None = None
 
 
@@ -89,13 +90,23 @@ class JobRunner:
     def run(self, job_id: int, attempt: int) -> str:
         """Run ``attempt`` of ``job_id`` if it is still ours to run; returns what happened."""
         worker = self.settings.worker_name
-        spec = self.coordinator.claim(job_id, attempt, worker)
+        try:
+            spec = self.coordinator.claim(job_id, attempt, worker)
+        except ProtocolMismatch as exc:
+            # The API took the claim but answers in a protocol this worker cannot follow:
+            # fail the attempt now, saying why, instead of leaving it to the lease.
+            log.error("job %s attempt %s: %s", job_id, attempt, exc)
+            self.coordinator.finish(
+                job_id,
+                FinishReport(attempt=attempt, reason=FailureReason.WORKER_ERROR, message=str(exc)),
+            )
+            raise
         if spec is None:
             log.info("job %s attempt %s is stale or taken; nothing to do", job_id, attempt)
             return "stale"
         jobdir = self.settings.resolved_work_dir / f"job-{job_id}-{attempt}-{uuid.uuid4().hex[:8]}"
         try:
-            with LogStream(self.coordinator, job_id, attempt, masks=spec.get("masks")) as logs:
+            with LogStream(self.coordinator, job_id, attempt, masks=spec.masks) as logs:
                 try:
                     outcome = self._execute(spec, jobdir, logs)
                 except Exception as exc:
@@ -107,17 +118,17 @@ class JobRunner:
                     logs.system(message)
                     result = RunResult(exit_code=None, reason="worker_error", message=message)
                     outcome = _Outcome(result, [])
-            self.coordinator.finish(job_id, attempt, _report(outcome))
+            self.coordinator.finish(job_id, _report(attempt, outcome))
             result = outcome.result
             return result.reason or f"exit {result.exit_code}"
         finally:
             shutil.rmtree(jobdir, ignore_errors=True)
 
-    def _execute(self, spec: dict[str, Any], jobdir: Path, logs: LogStream) -> _Outcome:
+    def _execute(self, spec: Assignment, jobdir: Path, logs: LogStream) -> _Outcome:
         workspace = jobdir / "workspace"
         workspace.mkdir(parents=True)
-        spec = {**spec, "image": self._image(spec["image"], logs)}
-        logs.system(f"Running on {self.settings.worker_name} with image {spec['image']}")
+        spec = spec.model_copy(update={"image": self._image(spec.image, logs)})
+        logs.system(f"Running on {self.settings.worker_name} with image {spec.image}")
         output = _Output(cap=self.settings.log_max_bytes)
         tracked: list[str] = []
         caches: JobCaches | None = None
@@ -129,9 +140,7 @@ class JobRunner:
         try:
             variables, tracked = self._fetch_inputs(spec, jobdir, workspace, logs)
             caches = self._caches(spec, jobdir, workspace, variables, logs)
-            write_scripts(
-                jobdir / "farm", spec["before_script"], spec["script"], spec["after_script"]
-            )
+            write_scripts(jobdir / "farm", spec.before_script, spec.script, spec.after_script)
             result = self.executor.run(
                 self._container(spec, jobdir, variables), write, logs.canceled
             )
@@ -142,10 +151,10 @@ class JobRunner:
         if result.message:
             logs.system(result.message)
         if result.reason == "timeout":
-            logs.system(f"job exceeded its timeout of {spec['timeout']} s and was killed")
+            logs.system(f"job exceeded its timeout of {spec.timeout} s and was killed")
         if result.reason == "canceled":
             return _Outcome(result, [])
-        coverage = coverage_of(spec.get("coverage"), output.text())
+        coverage = coverage_of(spec.coverage, output.text())
         ok = result.exit_code == 0 and result.reason is None
         if caches is not None:
             caches.save(ok, tracked)
@@ -165,20 +174,20 @@ class JobRunner:
 
     def _caches(
         self,
-        spec: dict[str, Any],
+        spec: Assignment,
         jobdir: Path,
         workspace: Path,
         variables: dict[str, str],
         logs: LogStream,
     ) -> JobCaches | None:
         """Compute the job's cache keys on the laid-out workspace and restore its caches."""
-        if not spec.get("cache"):
+        if not spec.cache:
             return None
         if self.cache_index is None:
             self.cache_index = CacheIndex(self.settings.resolved_api_url)
         caches = JobCaches(
-            spec["cache"],
-            project=spec["project"],
+            spec.cache,
+            project=spec.project,
             workspace=workspace,
             scratch=jobdir / "in",
             env=variables,
@@ -190,23 +199,23 @@ class JobRunner:
         return caches
 
     def _fetch_inputs(
-        self, spec: dict[str, Any], jobdir: Path, workspace: Path, logs: LogStream
+        self, spec: Assignment, jobdir: Path, workspace: Path, logs: LogStream
     ) -> tuple[dict[str, str], list[str]]:
         """Lay out snapshot and upstream artifacts; returns (variables, snapshot's files)."""
         inbox = jobdir / "in"
         inbox.mkdir()
         snap = inbox / "snapshot.tar"
-        self.registry.download_to(spec["snapshot_digest"], snap, durable=False)
+        self.registry.download_to(spec.snapshot_digest, snap, durable=False)
         tracked = unpack(snap, workspace)
         snap.unlink()
-        variables = dict(spec["variables"])
-        for item in spec["inputs"]:
-            dest = inbox / item["digest"].replace(":", "_")
-            self.registry.download_to(item["digest"], dest, durable=False)
-            if item["kind"] == "dotenv":
+        variables = dict(spec.variables)
+        for item in spec.inputs:
+            dest = inbox / item.digest.replace(":", "_")
+            self.registry.download_to(item.digest, dest, durable=False)
+            if item.kind == "dotenv":
                 variables.update(parse_dotenv(dest.read_text(errors="replace")))
             else:
-                logs.system(f"Downloading artifacts of {item['job']} ({item['size']} bytes)")
+                logs.system(f"Downloading artifacts of {item.job} ({item.size} bytes)")
                 unpack(dest, workspace)
             dest.unlink()
         return variables, tracked
@@ -223,75 +232,60 @@ class JobRunner:
             logs.system(note)
         return chosen
 
-    def _container(
-        self, spec: dict[str, Any], jobdir: Path, variables: dict[str, str]
-    ) -> ContainerJob:
-        limits = spec["limits"]
-        services = tuple(
-            ServiceSpec(
-                name=s["name"],
-                alias=tuple(s.get("alias") or ()),
-                entrypoint=tuple(s["entrypoint"]) if s.get("entrypoint") else None,
-                command=tuple(s["command"]) if s.get("command") else None,
-                variables=dict(s.get("variables") or {}),
-            )
-            for s in spec.get("services") or ()
-        )
-        entry = spec.get("image_entrypoint")
+    def _container(self, spec: Assignment, jobdir: Path, variables: dict[str, str]) -> ContainerJob:
+        limits = spec.limits
+        entry = spec.image_entrypoint
         return ContainerJob(
-            image=spec["image"],
+            image=spec.image,
             command=("sh", "/farm/run.sh"),
             entrypoint=tuple(entry) if entry else None,
             env=variables,
             mounts=(
-                Mount(str(jobdir / "workspace"), spec["project_dir"]),
+                Mount(str(jobdir / "workspace"), spec.project_dir),
                 Mount(str(jobdir / "farm"), "/farm", read_only=True),
             ),
-            workdir=spec["project_dir"],
+            workdir=spec.project_dir,
             labels={
-                **job_labels(
-                    spec["build_id"], spec["job_id"], spec["attempt"], self.settings.worker_name
-                ),
+                **job_labels(spec.build_id, spec.job_id, spec.attempt, self.settings.worker_name),
                 LABEL_API: self.settings.resolved_api_url,
             },
-            timeout=float(spec["timeout"]),
+            timeout=float(spec.timeout),
             limits=Limits(
-                memory_bytes=int(limits["memory"]),
-                nano_cpus=int(float(limits["cpus"]) * 1e9),
-                pids=int(limits["pids"]),
+                memory_bytes=limits.memory,
+                nano_cpus=int(limits.cpus * 1e9),
+                pids=limits.pids,
             ),
             network=self.settings.job_network,
-            services=services,
-            name=f"farm-{spec['build_id']}-{spec['job_id']}-{spec['attempt']}-"
-            f"{uuid.uuid4().hex[:6]}",
+            services=tuple(s.to_spec() for s in spec.services),
+            name=f"farm-{spec.build_id}-{spec.job_id}-{spec.attempt}-{uuid.uuid4().hex[:6]}",
         )
 
     def _collect(
         self,
-        spec: dict[str, Any],
+        spec: Assignment,
         jobdir: Path,
         workspace: Path,
         result: RunResult,
         logs: LogStream,
         tracked: list[str],
-    ) -> list[dict[str, Any]]:
-        art = spec.get("artifacts")
-        if not art:
+    ) -> list[ArtifactReport]:
+        art = spec.artifacts
+        if art is None:
             return []
         ok = result.exit_code == 0 and result.reason is None
-        when = art.get("when", "on_success")
+        when = art.when
         if not (when == "always" or (when == "on_success") == ok):
             return []
-        out: list[dict[str, Any]] = []
-        paths = list(art.get("paths") or ())
-        if art.get("untracked"):  # files the commit did not have (build outputs, inputs)
+        out: list[ArtifactReport] = []
+        paths = list(art.paths)
+        if art.untracked:  # files the commit did not have (build outputs, inputs)
             paths += [literal_pattern(p) for p in untracked_files(workspace, tracked)]
         if paths:
             dest = jobdir / "artifacts.tar.gz"
-            level, warning = compression_level(spec["variables"].get("ARTIFACT_COMPRESSION_LEVEL"))
+            level, warning = compression_level(spec.variables.get("ARTIFACT_COMPRESSION_LEVEL"))
             if warning:
                 logs.system(f"WARNING: ARTIFACT_COMPRESSION_LEVEL: {warning}")
-            packed = pack(workspace, paths, art.get("exclude") or (), dest=dest, level=level)
+            packed = pack(workspace, paths, art.exclude, dest=dest, level=level)
             files = packed.files
             if files:
                 info = self.registry.upload_file(dest, packed.blob)
@@ -299,29 +293,29 @@ class JobRunner:
                     f"Uploaded {len(files)} artifact files ({info.size} bytes, {info.digest[:19]})"
                 )
                 out.append(
-                    {
-                        "name": art.get("name") or spec["name"],
-                        "kind": "archive",
-                        "digest": info.digest,
-                        "size": info.size,
-                        "expire_in": art.get("expire_in"),
-                        "files": files,
-                    }
+                    ArtifactReport(
+                        name=art.name or spec.name,
+                        kind=ArtifactKind.ARCHIVE,
+                        digest=info.digest,
+                        size=info.size,
+                        expire_in=art.expire_in,
+                        files=files,
+                    )
                 )
             else:
                 logs.system("WARNING: no files matched artifacts:paths")
-        for rel in art.get("dotenv") or ():
+        for rel in art.dotenv:
             path = workspace / rel
             if path.is_file() and path.resolve().is_relative_to(workspace.resolve()):
                 info = self.registry.upload_file(path)
                 out.append(
-                    {
-                        "name": rel,
-                        "kind": "dotenv",
-                        "digest": info.digest,
-                        "size": info.size,
-                        "expire_in": art.get("expire_in"),
-                    }
+                    ArtifactReport(
+                        name=rel,
+                        kind=ArtifactKind.DOTENV,
+                        digest=info.digest,
+                        size=info.size,
+                        expire_in=art.expire_in,
+                    )
                 )
         return out
 
@@ -343,12 +337,19 @@ def parse_dotenv(text: str) -> dict[str, str]:
     return out
 
 
-def _report(outcome: _Outcome) -> dict[str, Any]:
+def _report(attempt: int, outcome: _Outcome) -> FinishReport:
+    """The finish report of an attempt; its message is cut to what the API accepts."""
     result = outcome.result
-    return {
-        "exit_code": result.exit_code,
-        "reason": result.reason,
-        "message": result.message,
-        "artifacts": outcome.artifacts,
-        "coverage": outcome.coverage,
-    }
+    message = result.message
+    if len(message) > MAX_MESSAGE:
+        cut = "… (truncated)"
+        message = message[: MAX_MESSAGE - len(cut)] + cut
+    coverage = outcome.coverage
+    return FinishReport(
+        attempt=attempt,
+        exit_code=result.exit_code,
+        reason=result.reason,
+        message=message,
+        artifacts=outcome.artifacts,
+        coverage=coverage if coverage is not None and math.isfinite(coverage) else None,
+    )

@@ -1,4 +1,8 @@
-"""``/api/v1/worker``: what workers call — claim, log/heartbeat, finish, liveness."""
+"""``/api/v1/worker``: what workers call — claim, log/heartbeat, finish, liveness.
+
+The bodies are the worker protocol's messages (:mod:`farm.domain.messages`); a request
+in a protocol this API does not speak is refused with 426 before anything changes.
+"""
 
 from __future__ import annotations
 
@@ -7,46 +11,65 @@ from typing import Any
 from fastapi import APIRouter
 
 from farm.api.deps import CoordinatorDep, SettingsDep, StoreDep
-from farm.api.schemas import ClaimRequest, FinishRequest, LiveRequest, LogRequest
 from farm.coordinator.assignment import assignment
 from farm.coordinator.service import JobResult
+from farm.domain.messages import (
+    Assignment,
+    ClaimRequest,
+    FinishReply,
+    FinishReport,
+    LiveReply,
+    LiveRequest,
+    LogReply,
+    LogRequest,
+    check_protocol,
+)
 from farm.errors import Conflict
 
 router = APIRouter(prefix="/api/v1/worker", tags=["worker"])
 
-
-class FinishBody(FinishRequest):
-    """A finish report with the coverage the worker read from the log (``coverage:``)."""
-
-    coverage: float | None = None
+_MISMATCH: dict[int | str, dict[str, Any]] = {
+    426: {"description": "the worker speaks another protocol version: upgrade one side"}
+}
 
 
-@router.post("/jobs/{job_id}/claim")
+@router.post(
+    "/jobs/{job_id}/claim",
+    response_model=Assignment,
+    responses={
+        **_MISMATCH,
+        404: {"description": "no such job"},
+        409: {"description": "the attempt is stale, already running or finished"},
+    },
+)
 def claim(
     job_id: int,
     body: ClaimRequest,
     coord: CoordinatorDep,
     store: StoreDep,
     settings: SettingsDep,
-) -> dict[str, Any]:
+) -> Assignment:
     """Take an attempt: 409 if it is stale, already running or finished (duplicate message)."""
+    check_protocol(body.protocol)
     job = coord.claim(job_id, body.attempt, body.worker)
     if job is None:
         raise Conflict(f"job {job_id} attempt {body.attempt} is not waiting for a worker")
     return assignment(store.get_build(job.build_id), job, settings)
 
 
-@router.post("/jobs/{job_id}/log")
-def append_log(job_id: int, body: LogRequest, coord: CoordinatorDep) -> dict[str, bool]:
+@router.post("/jobs/{job_id}/log", response_model=LogReply, responses=_MISMATCH)
+def append_log(job_id: int, body: LogRequest, coord: CoordinatorDep) -> LogReply:
     """Append output; the answer says whether the attempt may go on (cancel, reassignment)."""
+    check_protocol(body.protocol)
     alive = coord.heartbeat(job_id, body.attempt)
     accepted = coord.append_log(job_id, body.attempt, body.data) if body.data else True
-    return {"continue": alive, "accepted": accepted}
+    return LogReply(continue_=alive, accepted=accepted)
 
 
-@router.post("/jobs/{job_id}/finish")
-def finish(job_id: int, body: FinishBody, coord: CoordinatorDep) -> dict[str, Any]:
+@router.post("/jobs/{job_id}/finish", response_model=FinishReply, responses=_MISMATCH)
+def finish(job_id: int, body: FinishReport, coord: CoordinatorDep) -> FinishReply:
     """Report the end of an attempt; stale reports are ignored."""
+    check_protocol(body.protocol)
     job = coord.finish(
         job_id,
         body.attempt,
@@ -58,10 +81,11 @@ def finish(job_id: int, body: FinishBody, coord: CoordinatorDep) -> dict[str, An
             coverage=body.coverage,
         ),
     )
-    return {"status": job.status, "attempt": job.attempt}
+    return FinishReply(status=job.status, attempt=job.attempt)
 
 
-@router.post("/live")
-def live(body: LiveRequest, coord: CoordinatorDep) -> dict[str, list[bool]]:
+@router.post("/live", response_model=LiveReply, responses=_MISMATCH)
+def live(body: LiveRequest, coord: CoordinatorDep) -> LiveReply:
     """Which (job, attempt) pairs are still running: reapers remove the rest."""
-    return {"live": coord.live_attempts([(j, a) for j, a in body.attempts])}
+    check_protocol(body.protocol)
+    return LiveReply(live=coord.live_attempts(list(body.attempts)))

@@ -19,7 +19,7 @@ from typing import Generic, TypeVar
 import h11
 
 from farm import errors
-from farm.errors import FarmError, ServiceUnavailable, UploadError
+from farm.errors import FarmError
 
 BLOBS = "/api/v1/blobs"  # the blob routes' prefix, on the API and on the data plane
 HEAD_READ_BYTES = 64 * 1024
@@ -33,23 +33,6 @@ _RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)")
 
 class WireError(Exception):
     """The peer broke HTTP or the connection: nothing sensible can be answered."""
-
-
-# Server-named errors that the client re-raises as themselves.
-_NAMED: dict[str, type[FarmError]] = {
-    cls.__name__: cls
-    for cls in (
-        errors.DigestMismatch,
-        errors.BlobNotFound,
-        errors.CorruptBlob,
-        errors.UploadError,
-        errors.UnsafeArchive,
-        errors.RegistryError,
-        errors.NotFound,
-        errors.Conflict,
-        errors.ServiceUnavailable,
-    )
-}
 
 
 @dataclass
@@ -196,19 +179,5 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
 
 
 def error_from(status: int, error_name: str, body: bytes, where: str) -> FarmError:
-    """The FarmError for an HTTP error answer (API or data plane) from its parts."""
-    message = f"HTTP {status} from {where}"
-    try:
-        detail = json.loads(body).get("detail") if body else None
-    except (ValueError, AttributeError):
-        detail = None
-    if isinstance(detail, str) and detail:
-        message = detail
-    cls = _NAMED.get(error_name)
-    if cls is None:
-        cls = {404: errors.BlobNotFound, 503: ServiceUnavailable}.get(status) or (
-            UploadError if status in (400, 411, 413, 416) else errors.RegistryError
-        )
-    error = cls(message)
-    error.http_status = status
-    return error
+    """The FarmError for an HTTP error answer (API or data plane): ``errors.from_wire``."""
+    return errors.from_wire(status, error_name, body, where)

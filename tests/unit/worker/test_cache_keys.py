@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from farm.domain.messages import CacheEntry
 from farm.registry.archive import match_path
 from farm.worker.cache import cache_key, literal_pattern, untracked_files
 from farm.worker.runner import coverage_of
@@ -11,14 +12,14 @@ from farm.worker.runner import coverage_of
 
 def test_string_key_expands_runtime_variables_and_defaults(tmp_path: Path) -> None:
     env = {"CI_JOB_ID": "7"}
-    assert cache_key({"key": "k-$CI_JOB_ID"}, tmp_path, env) == "k-7"
-    assert cache_key({}, tmp_path, env) == "default"
-    assert cache_key({"key": "$UNSET"}, tmp_path, env) == "default"
+    assert cache_key(CacheEntry(key="k-$CI_JOB_ID"), tmp_path, env) == "k-7"
+    assert cache_key(CacheEntry(), tmp_path, env) == "default"
+    assert cache_key(CacheEntry(key="$UNSET"), tmp_path, env) == "default"
 
 
 def test_files_key_hashes_content_not_job(tmp_path: Path) -> None:
     (tmp_path / "lock.txt").write_text("v1")
-    entry = {"key_files": ["lock.txt"], "key_prefix": "deps-$CI_JOB_NAME"}
+    entry = CacheEntry(key_files=["lock.txt"], key_prefix="deps-$CI_JOB_NAME")
     one = cache_key(entry, tmp_path, {"CI_JOB_NAME": "a", "CI_JOB_ID": "1"})
     same = cache_key(entry, tmp_path, {"CI_JOB_NAME": "a", "CI_JOB_ID": "2"})
     assert one == same and one.startswith("deps-a-") and len(one) == len("deps-a-") + 40
@@ -27,15 +28,15 @@ def test_files_key_hashes_content_not_job(tmp_path: Path) -> None:
 
 
 def test_files_key_without_files_is_default(tmp_path: Path) -> None:
-    assert cache_key({"key_files": ["missing"]}, tmp_path, {}) == "default"
-    assert cache_key({"key_files": ["missing"], "key_prefix": "p"}, tmp_path, {}) == "p-default"
+    assert cache_key(CacheEntry(key_files=["missing"]), tmp_path, {}) == "default"
+    assert cache_key(CacheEntry(key_files=["missing"], key_prefix="p"), tmp_path, {}) == "p-default"
 
 
 def test_files_key_ignores_paths_outside_the_workspace(tmp_path: Path) -> None:
     inner = tmp_path / "ws"
     inner.mkdir()
     (tmp_path / "secret").write_text("x")
-    assert cache_key({"key_files": ["../secret"]}, inner, {}) == "default"
+    assert cache_key(CacheEntry(key_files=["../secret"]), inner, {}) == "default"
 
 
 def test_untracked_lists_new_files_only(tmp_path: Path) -> None:

@@ -1,0 +1,313 @@
+"""In-memory fakes of the coordinator's ports, for fast unit tests of its logic.
+
+Small and honest: the CAS methods really compare and set (status set, attempt), logs
+are capped with the real store's marker, reads return fresh frozen records. They are
+not a second database: the real store keeps its own contract tests
+(``tests/integration/db``). ``_conforms`` at the bottom makes mypy fail if a fake drifts
+from :mod:`farm.coordinator.ports`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import threading
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from farm.coordinator.ports import Blobs, Dispatcher, Store
+from farm.domain.clock import utcnow
+from farm.domain.records import ArtifactRecord, BuildRecord, JobRecord, NewBuild
+from farm.domain.statuses import ACTIVE_BUILD, BuildStatus, JobStatus
+from farm.errors import DigestMismatch, NotFound, UploadError
+from farm.registry.store.digests import BlobInfo
+
+
+class FakeStore:
+    """Builds, jobs, groups, artifacts and logs in dicts; one lock makes each call atomic."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._builds: dict[int, BuildRecord] = {}  # stored without jobs
+        self._jobs: dict[int, JobRecord] = {}  # stored without artifacts
+        self._artifacts: list[ArtifactRecord] = []
+        self._groups: dict[str, int | None] = {}
+        self.logs: dict[tuple[int, int], list[str]] = {}  # (job, attempt) -> chunks
+        self._next_build = 1
+        self._next_job = 1
+
+    # --- builds ----------------------------------------------------------------------
+
+    def create_build(self, new: NewBuild, status: BuildStatus) -> int:
+        with self._lock:
+            build_id = self._next_build
+            self._next_build += 1
+            self._builds[build_id] = BuildRecord(
+                id=build_id,
+                project=new.project,
+                repo=new.repo,
+                ref=new.ref,
+                commit=new.commit,
+                status=BuildStatus(status),
+                created_at=utcnow(),
+                pipeline_file=new.pipeline_file,
+                pipeline_digest=new.pipeline_digest,
+                snapshot_digest=new.snapshot_digest,
+                stages=tuple(new.stages),
+                variables=dict(new.variables),
+                secrets=dict(new.secrets),
+            )
+            for pos, (spec, queue) in enumerate(new.jobs):
+                job_id = self._next_job
+                self._next_job += 1
+                self._jobs[job_id] = JobRecord(
+                    id=job_id,
+                    build_id=build_id,
+                    name=spec.name,
+                    stage=spec.stage,
+                    position=pos,
+                    spec=spec,
+                    status=JobStatus.CREATED,
+                    attempt=1,
+                    queue=queue,
+                )
+            return build_id
+
+    def get_build(self, build_id: int) -> BuildRecord:
+        with self._lock:
+            build = self._builds.get(build_id)
+            if build is None:
+                raise NotFound(f"build {build_id} does not exist")
+            jobs = sorted(
+                (j for j in self._jobs.values() if j.build_id == build_id),
+                key=lambda j: j.position,
+            )
+            return dataclasses.replace(build, jobs=tuple(self._with_artifacts(j) for j in jobs))
+
+    def list_builds(
+        self, limit: int = 50, project: str | None = None, ref: str | None = None
+    ) -> list[BuildRecord]:
+        with self._lock:
+            found = [
+                b
+                for b in sorted(self._builds.values(), key=lambda b: -b.id)
+                if (not project or b.project == project) and (not ref or b.ref == ref)
+            ]
+            return found[:limit]
+
+    def cas_build(self, build_id: int, from_statuses: Iterable[str], **fields: Any) -> bool:
+        with self._lock:
+            build = self._builds.get(build_id)
+            if build is None or build.status not in set(from_statuses):
+                return False
+            self._builds[build_id] = _set(build, fields, BuildStatus)
+            return True
+
+    def update_build(self, build_id: int, **fields: Any) -> None:
+        with self._lock:
+            build = self._builds.get(build_id)
+            if build is not None:
+                self._builds[build_id] = _set(build, fields, BuildStatus)
+
+    def active_build_ids(self) -> list[int]:
+        with self._lock:
+            return [b.id for b in self._builds.values() if b.status in ACTIVE_BUILD]
+
+    # --- jobs ------------------------------------------------------------------------
+
+    def get_job(self, job_id: int) -> JobRecord:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None:
+                raise NotFound(f"job {job_id} does not exist")
+            return self._with_artifacts(job)
+
+    def cas_job(
+        self,
+        job_id: int,
+        from_statuses: Iterable[str],
+        expect_attempt: int | None = None,
+        **fields: Any,
+    ) -> bool:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None or job.status not in set(from_statuses):
+                return False
+            if expect_attempt is not None and job.attempt != expect_attempt:
+                return False
+            self._jobs[job_id] = _set(job, fields, JobStatus)
+            return True
+
+    def jobs_with_status(self, statuses: Iterable[str]) -> list[JobRecord]:
+        wanted = set(statuses)
+        with self._lock:
+            return [j for _, j in sorted(self._jobs.items()) if j.status in wanted]
+
+    # --- resource groups ---------------------------------------------------------------
+
+    def take_resource_group(self, name: str, job_id: int, stale: int | None = None) -> bool:
+        with self._lock:
+            holder = self._groups.setdefault(name, None)
+            ok = holder == stale if stale is not None else holder in (None, job_id)
+            if ok:
+                self._groups[name] = job_id
+            return ok
+
+    def release_resource_group(self, name: str, job_id: int) -> bool:
+        with self._lock:
+            if self._groups.get(name) != job_id:
+                return False
+            self._groups[name] = None
+            return True
+
+    def resource_group_holder(self, name: str) -> int | None:
+        with self._lock:
+            return self._groups.get(name)
+
+    def builds_waiting_for_group(self, name: str) -> list[int]:
+        with self._lock:
+            first: dict[int, int] = {}
+            for job in self._jobs.values():
+                if job.spec.resource_group == name and job.status == JobStatus.CREATED:
+                    first[job.build_id] = min(first.get(job.build_id, job.id), job.id)
+            return sorted(first, key=first.__getitem__)
+
+    def held_resource_groups(self) -> list[tuple[str, int]]:
+        with self._lock:
+            return [(n, h) for n, h in self._groups.items() if h is not None]
+
+    # --- artifacts and logs ------------------------------------------------------------
+
+    def add_artifact(
+        self,
+        *,
+        build_id: int,
+        job_id: int | None,
+        name: str,
+        kind: str,
+        digest: str,
+        size: int,
+        expires_at: datetime | None = None,
+        files: list[str] | None = None,
+    ) -> ArtifactRecord:
+        with self._lock:
+            art = ArtifactRecord(
+                id=len(self._artifacts) + 1,
+                build_id=build_id,
+                job_id=job_id,
+                name=name,
+                kind=kind,
+                digest=digest,
+                size=size,
+                created_at=utcnow(),
+                expires_at=expires_at,
+                files=tuple(files or ()),
+            )
+            self._artifacts.append(art)
+            return art
+
+    def artifacts_of_build(self, build_id: int) -> list[ArtifactRecord]:
+        """Every artifact row of a build, the deliverable (job None) included (tests)."""
+        with self._lock:
+            return [a for a in self._artifacts if a.build_id == build_id]
+
+    def append_log(self, job_id: int, attempt: int, data: str, cap: int) -> bool:
+        # Same semantics as farm.db.repository.Store.append_log, marker text included.
+        marker = f"\n[farm] log truncated: the job wrote more than {cap} bytes\n"
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None or job.attempt != attempt:
+                return False
+            used = job.log_bytes
+            if used >= cap:
+                return False
+            size = len(data.encode())
+            if used + size > cap:
+                room = max(cap - used, 0)
+                data = data.encode()[:room].decode(errors="ignore") + marker
+                size = cap
+            self.logs.setdefault((job_id, attempt), []).append(data)
+            log_bytes = min(used + size, cap)
+            self._jobs[job_id] = dataclasses.replace(job, log_bytes=log_bytes)
+            return log_bytes < cap
+
+    def read_log(self, job_id: int, attempt: int) -> str:
+        """The whole stored log of an attempt (tests)."""
+        with self._lock:
+            return "".join(self.logs.get((job_id, attempt), ()))
+
+    # --- test controls (not part of the port) -------------------------------------------
+
+    def backdate_heartbeat(self, job_id: int, seconds: float) -> None:
+        """Make a running attempt look silent for ``seconds`` (instead of sleeping)."""
+        with self._lock:
+            job = self._jobs[job_id]
+            then = utcnow() - timedelta(seconds=seconds)
+            self._jobs[job_id] = dataclasses.replace(job, heartbeat_at=then, started_at=then)
+
+    def _with_artifacts(self, job: JobRecord) -> JobRecord:
+        arts = tuple(a for a in self._artifacts if a.job_id == job.id)
+        return dataclasses.replace(job, artifacts=arts)
+
+
+def _set(record: Any, fields: dict[str, Any], status_type: type[Any]) -> Any:
+    """``record`` with ``fields`` applied (a column the record lacks is a TypeError, as the
+    real store's UPDATE would fail); status words are stored as their enum."""
+    if "status" in fields:
+        fields = {**fields, "status": status_type(fields["status"])}
+    return dataclasses.replace(record, **fields)
+
+
+class RecordingDispatcher:
+    """Records every dispatch as (job id, attempt, countdown); ``down`` plays a dead broker."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, int, float | None]] = []
+        self.down = False
+
+    def dispatch(self, job: JobRecord, build: BuildRecord, countdown: float | None = None) -> None:
+        if self.down:
+            raise ConnectionError("broker is down")
+        assert job.build_id == build.id
+        self.calls.append((job.id, job.attempt, countdown))
+
+    def jobs(self) -> list[int]:
+        """Ids of the jobs dispatched, in order."""
+        return [job_id for job_id, _, _ in self.calls]
+
+
+class FakeBlobs:
+    """Blobs in a dict keyed by their ``sha256:<hex>`` digest."""
+
+    def __init__(self) -> None:
+        self.blobs: dict[str, bytes] = {}
+
+    def has(self, digest: str) -> bool:
+        return digest in self.blobs
+
+    def put_stream(
+        self,
+        chunks: Iterable[bytes],
+        expected_digest: str | None = None,
+        max_size: int | None = None,
+    ) -> BlobInfo:
+        data = b"".join(chunks)
+        if max_size is not None and len(data) > max_size:
+            raise UploadError(f"blob is larger than {max_size} bytes")
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        if expected_digest is not None and expected_digest != digest:
+            raise DigestMismatch(f"expected {expected_digest}, got {digest}")
+        self.blobs[digest] = data
+        return BlobInfo(digest, len(data))
+
+    def put(self, data: bytes) -> str:
+        """Store ``data`` (as a worker's upload would); returns its digest."""
+        return self.put_stream([data]).digest
+
+
+def _conforms(
+    store: FakeStore, blobs: FakeBlobs, dispatcher: RecordingDispatcher
+) -> tuple[Store, Blobs, Dispatcher]:
+    """Type-checked only: each fake must implement its port structurally."""
+    return store, blobs, dispatcher

@@ -1,0 +1,64 @@
+"""The worker's side of the messages: log chunks fit a LogRequest, reports fit a FinishReport."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from farm.domain.messages import MAX_LOG_CHUNK, MAX_MESSAGE, ArtifactReport, LogReply, LogRequest
+from farm.executor.base import RunResult
+from farm.worker.api_client import CoordinatorClient
+from farm.worker.logstream import LogStream
+from farm.worker.runner import _Outcome, _report
+
+
+class FakeClient:
+    """Records log requests; answers ``accepted`` until ``room`` characters were sent."""
+
+    def __init__(self, room: int = 10**9) -> None:
+        self.sent: list[str] = []
+        self.room = room
+
+    def log(self, job_id: int, attempt: int, text: str) -> LogReply:
+        LogRequest(attempt=attempt, data=text)  # what the real client would send
+        self.sent.append(text)
+        self.room -= len(text)
+        return LogReply(continue_=True, accepted=self.room > 0)
+
+
+def stream(client: FakeClient) -> LogStream:
+    return LogStream(cast(CoordinatorClient, client), 1, 1, interval=3600)
+
+
+def test_a_burst_bigger_than_one_request_goes_out_in_order_in_pieces() -> None:
+    client = FakeClient()
+    logs = stream(client)
+    burst = "a" * MAX_LOG_CHUNK + "b" * 10
+    logs.write(burst.encode())
+    logs.close()
+    data = [c for c in client.sent if c]
+    assert [len(c) for c in data] == [MAX_LOG_CHUNK, 10]
+    assert "".join(data) == burst and not logs.canceled()
+
+
+def test_a_full_log_stops_the_pieces_and_later_output() -> None:
+    client = FakeClient(room=MAX_LOG_CHUNK)
+    logs = stream(client)
+    logs.write(b"x" * (3 * MAX_LOG_CHUNK))
+    logs._flush()
+    assert [len(c) for c in client.sent] == [MAX_LOG_CHUNK]
+    logs.write(b"more")
+    logs.close()
+    assert client.sent[1:] == [""]  # heartbeats only, once the API said the log is full
+
+
+def test_report_is_a_finish_report_with_the_message_cut_to_fit() -> None:
+    art = ArtifactReport(name="out", digest="sha256:" + "0" * 64, size=3, files=["a"])
+    long = RunResult(exit_code=None, reason="executor_error", message="m" * (MAX_MESSAGE + 5))
+    report = _report(2, _Outcome(long, [art], coverage=float("inf")))
+    assert report.attempt == 2 and report.reason == "executor_error"
+    assert len(report.message) == MAX_MESSAGE and report.message.endswith("(truncated)")
+    assert report.artifacts == [art] and report.coverage is None
+    wire: dict[str, Any] = report.model_dump(mode="json")
+    assert wire["protocol"] == 1 and wire["exit_code"] is None
+    ok = _report(1, _Outcome(RunResult(exit_code=0, reason=None), [], coverage=87.5))
+    assert (ok.exit_code, ok.reason, ok.message, ok.coverage) == (0, None, "", 87.5)
