@@ -9,8 +9,9 @@ line. Nothing else is raised on purpose.
     FarmError
     ├── ConfigError              settings that cannot work (bad URL, missing binary)
     ├── DiagnosedError           a file that cannot be used (carries file:line:col diagnostics)
-    │   └── PipelineError        a pipeline file that cannot be run
-    │       └── PipelineFilteredOut  workflow:rules decided no build is created
+    │   ├── PipelineError        a pipeline file that cannot be run
+    │   │   └── PipelineFilteredOut  workflow:rules decided no build is created
+    │   └── PlanError            a rollout plan (.farm/rollout.yml) that cannot be used
     ├── SourceError              repository, ref or commit that cannot be read
     ├── NotFound                 a build, job, artifact or release that does not exist
     ├── Conflict                 a state change that is no longer possible
@@ -171,6 +172,12 @@ class ServiceUnavailable(FarmError):
     """A service farm depends on (Redis, Docker, the API) does not answer."""
 
     http_status = 503
+
+
+class PlanError(DiagnosedError):
+    """A rollout plan (``.farm/rollout.yml``) that cannot be used; holds every problem found."""
+
+    default_file = "<plan>"
 
 
 class ProtocolMismatch(FarmError):

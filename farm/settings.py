@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     gc_grace_seconds: int = 3600  # unreferenced blobs younger than this are kept (uploads race GC)
     provenance_builder_id: str | None = None  # SLSA builder.id; default from the API URL
 
+    # Rollouts: how often the engine looks at progressing rollouts, and which proxies may
+    # tell the deliver endpoint a client's address in X-Forwarded-For (nginx's `proxy`).
+    rollout_tick: float = 0.5
+    trusted_proxies: list[str] = Field(default_factory=list)
+
     @property
     def resolved_api_url(self) -> str:
         """The API base URL clients and workers talk to."""

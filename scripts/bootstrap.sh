@@ -46,6 +46,7 @@ pkg_ok busybox-static || missing+=(busybox-static)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 command -v git >/dev/null || missing+=(git)
 pkg_ok ca-certificates || missing+=(ca-certificates)
+pkg_ok nginx || missing+=(nginx)  # `nginx -t` of the rollout geo block (tests)
 # PostgreSQL: the store's contract tests run against a real server too.
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 if ! command -v "$PYTHON" >/dev/null; then

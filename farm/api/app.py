@@ -25,13 +25,18 @@ from farm.api.routers import (
     jobs,
     registry,
     releases,
+    rollouts,
     worker,
 )
 from farm.coordinator.ports import Dispatcher
 from farm.coordinator.service import Coordinator
 from farm.db.releases import RegistryDb
 from farm.db.repository import Store
+from farm.db.rollouts import RolloutDb
 from farm.db.session import make_engine, make_sessionmaker, migrate
+from farm.deploy.controller import RolloutController
+from farm.deploy.engine import RolloutEngine
+from farm.deploy.routing import Routing
 from farm.errors import DiagnosedError, FarmError
 from farm.registry.factory import (
     ProvenanceRecorder,
@@ -80,6 +85,15 @@ def create_app(
     # Provenance: every green build gets a statement signed with the farm's key.
     key = signing_key(settings)
     coord.on_build_finished.append(ProvenanceRecorder(store, blobstore, key, builder_id(settings)))
+    # Deployments: the engine applies people's commands, the controller drives the steps,
+    # and a green build on a plan's `auto` branches is released and rolled out by itself.
+    registry_db = RegistryDb(store_sessions)
+    rollouts_db = RolloutDb(store_sessions)
+    rollout_engine = RolloutEngine(
+        rollouts_db, registry_db, coord, blobstore, Routing(rollouts_db, registry_db)
+    )
+    controller = RolloutController(rollout_engine, settings.resolved_api_url, settings.job_timeout)
+    coord.on_build_finished.append(controller.on_build_finished)
     stop = threading.Event()
 
     @asynccontextmanager
@@ -88,6 +102,10 @@ def create_app(
             target=_watchdog, args=(coord, stop), daemon=True, name="farm-watchdog"
         )
         thread.start()
+        rollout_thread = threading.Thread(
+            target=controller.run, args=(settings.rollout_tick,), daemon=True, name="farm-rollouts"
+        )
+        rollout_thread.start()
         data_plane = make_data_plane(settings, blobstore)
         app.state.blob_data = data_plane.start() if data_plane else None
         if data_plane is not None:
@@ -96,7 +114,9 @@ def create_app(
         if data_plane is not None:
             data_plane.stop()
         stop.set()
+        controller.stop()
         thread.join(timeout=5)
+        rollout_thread.join(timeout=5)
         engine.dispose()
 
     app = FastAPI(
@@ -112,7 +132,8 @@ def create_app(
     app.state.blob_data = None  # the data plane, once the lifespan started it
     app.state.coordinator = coord
     app.state.celery = celery
-    app.state.registry_db = RegistryDb(store_sessions)
+    app.state.registry_db = registry_db
+    app.state.rollouts = rollout_engine
     app.state.signing_key = key
 
     @app.exception_handler(FarmError)
@@ -162,6 +183,7 @@ def create_app(
         registry.router,
         releases.router,
         admin.router,
+        rollouts.router,
     ):
         app.include_router(r)
     return app

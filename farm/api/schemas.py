@@ -117,6 +117,9 @@ class BuildOut(BaseModel):
     error: str | None
     deliverable: dict[str, Any] | None
     jobs: list[JobOut]
+    # Set when the build runs a job of another build on its behalf (a rollout's deploy
+    # or check job): that build's id.
+    parent_build: int | None = None
 
     @classmethod
     def of(cls, b: BuildRecord) -> BuildOut:
@@ -145,4 +148,5 @@ class BuildOut(BaseModel):
             error=b.error,
             deliverable=deliverable,
             jobs=[JobOut.of(j) for j in b.jobs],
+            parent_build=b.parent_build_id,
         )

@@ -19,6 +19,7 @@ from farm.cli.gc import gc as gc_cmd
 from farm.cli.lint import lint
 from farm.cli.progress import follow
 from farm.cli.release import release as release_cmd
+from farm.cli.rollout import rollout as rollout_cmd
 from farm.cli.services import api_healthy, farm_argv, pidfile, read_pid, run_farm, stop_pid
 from farm.domain.statuses import FINAL_JOB, BuildStatus
 from farm.errors import FarmError
@@ -385,6 +386,7 @@ def play(ctx: click.Context, job_id: int) -> None:
 cli.add_command(lint)
 cli.add_command(artifacts_cmd.artifacts)
 cli.add_command(release_cmd)
+cli.add_command(rollout_cmd)
 cli.add_command(gc_cmd)
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from farm.db.session import aware, transaction
-from farm.db.tables import ArtifactRow, BuildRow, CacheRow, JobRow, ReleaseRow
+from farm.db.tables import ArtifactRow, BuildRow, CacheRow, JobRow, ReleaseRow, RolloutRow
 from farm.domain import releases as rules
 from farm.domain.gc import ArtifactRef, BuildRef, References
 from farm.domain.records import ArtifactListing, ReleaseRecord
@@ -103,7 +103,12 @@ class RegistryDb:
     def referenced_by(self, release: ReleaseRecord) -> list[str]:
         """Why a release cannot be deleted (empty: it can)."""
         latest = self.list_releases(release.project, limit=1)
-        return rules.deletion_blockers(release.project, bool(latest) and latest[0].id == release.id)
+        with self._sessions() as s:
+            rollouts = s.scalars(
+                select(RolloutRow.id).where(RolloutRow.release_id == release.id).limit(10)
+            ).all()
+        is_latest = bool(latest) and latest[0].id == release.id
+        return rules.deletion_blockers(release.project, is_latest, rollouts)
 
     def delete_release(self, project: str, version: str) -> None:
         """Delete an unreferenced release; Conflict naming the reference otherwise."""

@@ -86,6 +86,7 @@ def _build(row: BuildRow, jobs: tuple[JobRecord, ...] = ()) -> BuildRecord:
         error=row.error,
         secrets=dict(row.secrets or {}),
         jobs=jobs,
+        parent_build_id=row.parent_build_id,
     )
 
 
@@ -117,6 +118,7 @@ class Store(CacheIndexMixin):
                 created_at=utcnow(),
                 cancel_requested=False,
                 secrets=dict(new.secrets) or None,
+                parent_build_id=new.parent_build_id,
             )
             s.add(row)
             s.flush()

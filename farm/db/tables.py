@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -49,6 +50,11 @@ class BuildRow(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Masked variables: passed to jobs, masked in logs, never served by the API.
     secrets: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
+    # A build that runs jobs of another build's pipeline on its behalf (a rollout's deploy
+    # or check job): its jobs receive that build's artifacts.
+    parent_build_id: Mapped[int | None] = mapped_column(
+        ForeignKey("builds.id", ondelete="SET NULL"), nullable=True, index=True
+    )
 
 
 class JobRow(Base):
@@ -148,3 +154,67 @@ class ReleaseRow(Base):
     commit: Mapped[str] = mapped_column(String(64))
     deliverable_digest: Mapped[str] = mapped_column(String(80))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RolloutRow(Base):
+    """``rollouts``: one release's staged rollout; every change is a CAS on ``revision``.
+
+    ``snapshot`` is :class:`farm.rollout.state.RolloutSnapshot` as JSON; ``state`` and
+    ``step`` repeat it for queries. ``active`` is true while the rollout holds its
+    project (progressing, paused, stepped_back): a partial unique index lets at most one
+    rollout of a project hold it, so two starts can never both win. ``phase`` (deploy,
+    bake, check) and ``phase_until`` are the controller's place inside the current step,
+    persisted so a restarted coordinator resumes a bake where it was.
+    """
+
+    __tablename__ = "rollouts"
+    __table_args__ = (
+        Index(
+            "uq_rollouts_active_project",
+            "project",
+            unique=True,
+            sqlite_where=text("active"),
+            postgresql_where=text("active"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project: Mapped[str] = mapped_column(String(255), index=True)
+    release_id: Mapped[int] = mapped_column(
+        ForeignKey("releases.id", ondelete="RESTRICT"), index=True
+    )
+    version: Mapped[str] = mapped_column(String(128))
+    previous_version: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    step: Mapped[int] = mapped_column(Integer)
+    revision: Mapped[int] = mapped_column(Integer)
+    active: Mapped[bool] = mapped_column(Boolean)
+    snapshot: Mapped[dict[str, Any]] = mapped_column(JSON)
+    plan: Mapped[dict[str, Any]] = mapped_column(JSON)
+    phase: Mapped[str] = mapped_column(String(16))
+    phase_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    job_build_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    checks: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    actor: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RolloutEventRow(Base):
+    """``rollout_events``: a rollout's append-only history (who, when, from, to, why)."""
+
+    __tablename__ = "rollout_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rollout_id: Mapped[int] = mapped_column(
+        ForeignKey("rollouts.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(255))
+    event: Mapped[str] = mapped_column(String(32))
+    from_state: Mapped[str] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    from_step: Mapped[int] = mapped_column(Integer)
+    to_step: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    figures: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -74,6 +74,8 @@ class BuildRecord:
     error: str | None = None
     secrets: dict[str, str] = field(default_factory=dict)
     jobs: tuple[JobRecord, ...] = ()
+    # Set for a build that runs a job of another build on its behalf (coordinator/spawn.py).
+    parent_build_id: int | None = None
 
     def job_named(self, name: str) -> JobRecord | None:
         """The job called ``name`` in this build, if any."""
@@ -96,6 +98,7 @@ class NewBuild:
     jobs: tuple[tuple[JobSpec, str], ...]  # (spec, queue) in definition order
     secrets: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    parent_build_id: int | None = None
 
 
 @dataclass(frozen=True)
