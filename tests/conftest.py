@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.farmtest import BUSYBOX, Farm, free_port, wait_for
+from tests.farmtest import BUSYBOX, Farm, Health, free_port, wait_for
 
 
 @pytest.fixture(scope="session")
@@ -135,3 +135,11 @@ def _workers_ready(f: Farm) -> bool:
     return all(
         "ready" in p.log.read_text(errors="replace") for p in f.procs if p.name.startswith("worker")
     )
+
+
+@pytest.fixture
+def health() -> Iterator[Health]:
+    """A health endpoint on 127.0.0.1 (``Health``): 500 for the scopes in ``sick``."""
+    h = Health()
+    yield h
+    h.close()

@@ -19,9 +19,8 @@ Decisions (what Argo Rollouts users would expect, and where farm differs):
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -52,18 +51,10 @@ class RolloutEngine:
     coord: Coordinator
     blobs: BlobStore
     routing: Routing
-    _plans: dict[int, Plan] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def plan_of(self, rec: RolloutRecord) -> Plan:
         """The plan a rollout was started with (validated once, then cached)."""
-        with self._lock:
-            plan = self._plans.get(rec.id)
-        if plan is None:
-            plan = Plan.from_dict(rec.plan, f"rollout {rec.id} plan")
-            with self._lock:
-                self._plans[rec.id] = plan
-        return plan
+        return self.routing.plans.of(rec)
 
     # --- start -------------------------------------------------------------------------
 
@@ -92,8 +83,7 @@ class RolloutEngine:
             plan=plan,
             actor=actor,
         )
-        with self._lock:
-            self._plans[rec.id] = plan
+        self.routing.plans.put(rec.id, plan)
         log.info("rollout %s of %s %s created by %s", rec.id, project, version, actor)
         if queue:
             self.start_queued(project)

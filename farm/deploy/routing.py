@@ -20,6 +20,7 @@ from typing import Any
 
 from farm.db.releases import RegistryDb
 from farm.db.rollouts import RolloutDb
+from farm.deploy.plans import PlanCache
 from farm.domain.statuses import ArtifactKind
 from farm.errors import InvalidRequest, NotFound
 from farm.rollout import state as rules
@@ -58,7 +59,7 @@ class Routing:
         self._ttl = ttl
         # project -> (trusted until, (rollout id, revision) or None, route)
         self._routes: dict[str, tuple[float, tuple[int, int] | None, Route]] = {}
-        self._plans: dict[int, Plan] = {}  # a rollout's plan never changes
+        self.plans = PlanCache()  # shared with the engine: one validation per rollout
         self._artifacts: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self._lock = threading.Lock()
         self._building: dict[str, threading.Lock] = {}
@@ -106,12 +107,7 @@ class Routing:
                 raise NotFound(f"project {project!r} has no release to deliver")
             everyone = Resolver.compile({}, ["all"])
             return Route(project, None, latest[0].version, latest[0].version, everyone, None, ())
-        with self._lock:
-            plan = self._plans.get(rec.id)
-        if plan is None:
-            plan = Plan.from_dict(rec.plan, f"rollout {rec.id} plan")
-            with self._lock:
-                self._plans[rec.id] = plan
+        plan = self.plans.of(rec)
         live = tuple(rules.live_scopes(rec.snapshot, plan))
         resolver = Resolver.compile(plan.scopes, live)
         snap = rec.snapshot

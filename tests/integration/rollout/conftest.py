@@ -1,5 +1,5 @@
-"""Fixtures of the rollout drills: a health endpoint on 127.0.0.1, and a farm of our own
-(API + one worker) for the drills that kill the API process. Helpers: rollouttest.py."""
+"""Fixtures of the rollout drills: a farm of our own (API + one worker) for the drills
+that kill the API process. Helpers: rollouttest.py; the health endpoint: tests/farmtest.py."""
 
 from __future__ import annotations
 
@@ -9,14 +9,7 @@ import pytest
 
 from tests.conftest import farm_env
 from tests.farmtest import Farm, free_port, wait_for
-from tests.integration.rollout.rollouttest import Health, start_api
-
-
-@pytest.fixture
-def health() -> Iterator[Health]:
-    h = Health()
-    yield h
-    h.close()
+from tests.integration.rollout.rollouttest import start_api
 
 
 @pytest.fixture

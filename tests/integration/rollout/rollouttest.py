@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
-import threading
 import time
 import uuid
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
 
 import httpx
 
-from tests.farmtest import BUSYBOX, Farm, wait_for
+from tests.farmtest import BUSYBOX, Farm, Health, wait_for
 
 FINAL_ROLLOUT = {"succeeded", "stepped_back", "aborted"}
 
@@ -47,49 +44,6 @@ EUROPE_V6 = "2001:db8:e0::1"  # ("2001:db8:eu::1" is no address: u is not hex)
 def unique(name: str) -> str:
     """A project name no other test of the session uses (the session farm's DB is shared)."""
     return f"{name}-{uuid.uuid4().hex[:8]}"
-
-
-class Health:
-    """A health endpoint on 127.0.0.1: 500 for the scopes in ``sick``, else 200.
-
-    Records every probe's query (``scope``, ``version``) so tests can count them.
-    """
-
-    def __init__(self) -> None:
-        self.sick: set[str] = set()
-        self.hits: list[dict[str, str]] = []
-        self._lock = threading.Lock()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                query = {k: v[0] for k, v in parse_qs(urlparse(self.path).query).items()}
-                with outer._lock:
-                    outer.hits.append(query)
-                    sick = query.get("scope") in outer.sick
-                self.send_response(500 if sick else 200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = int(self.server.server_address[1])
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def url(self) -> str:
-        """The check URL template for a plan (``{scope}``/``{version}`` filled by farm)."""
-        return f"http://127.0.0.1:{self.port}/health?scope={{scope}}&version={{version}}"
-
-    def count(self, scope: str) -> int:
-        with self._lock:
-            return sum(1 for h in self.hits if h.get("scope") == scope)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def http_check(health: Health, samples: int = 3) -> str:

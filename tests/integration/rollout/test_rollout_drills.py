@@ -21,13 +21,12 @@ from typing import Any
 
 import httpx
 
-from tests.farmtest import Farm, make_repo
+from tests.farmtest import Farm, Health, make_repo
 from tests.integration.rollout.rollouttest import (
     CANADA_V4,
     FINAL_ROLLOUT,
     PIPELINE,
     USA,
-    Health,
     api,
     assert_history_chains,
     command,

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from tests.farmtest import Farm, commit_files, git, make_repo
+from tests.farmtest import Farm, Health, commit_files, git, make_repo
 from tests.integration.rollout.rollouttest import (
     CANADA_V4,
     CANADA_V6,
@@ -27,7 +27,6 @@ from tests.integration.rollout.rollouttest import (
     FINAL_ROLLOUT,
     PIPELINE,
     USA,
-    Health,
     api,
     assert_history_chains,
     cli_rollout_exists,

@@ -3,18 +3,14 @@
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 
 from farm.errors import PlanError
-from tests.farmtest import make_repo
+from tests.farmtest import Health, make_repo
 from tests.unit.api.conftest import PIPELINE, WorkerWire, job_id
 
 PLAN = """\
@@ -38,36 +34,6 @@ steps:
         max_failure_ratio: 0.2
   - scope: all
 """
-
-
-class Health:
-    """A health endpoint on 127.0.0.1 that fails for the scopes listed in ``sick``."""
-
-    def __init__(self) -> None:
-        self.sick: set[str] = set()
-        self.hits: list[dict[str, str]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                query = {k: v[0] for k, v in parse_qs(urlparse(self.path).query).items()}
-                outer.hits.append(query)
-                self.send_response(500 if query.get("scope") in outer.sick else 200)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
-@pytest.fixture
-def health() -> Iterator[Health]:
-    h = Health()
-    yield h
-    h.server.shutdown()
 
 
 @pytest.fixture

@@ -11,20 +11,16 @@ import json
 import re
 import shutil
 import subprocess
-import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
 
 from farm.rollout.nginx import variable_name
 from farm.rollout.plan import load_plan
-from tests.farmtest import free_port, make_repo
+from tests.farmtest import Health, free_port, make_repo
 from tests.unit.api.conftest import PIPELINE, job_id
 from tests.unit.cli.conftest import Farm, LiveApi, one_line
 
@@ -58,35 +54,6 @@ steps:
     bake: {bake}
 """
 )
-
-
-class Health:
-    """A health endpoint on 127.0.0.1 that answers 500 for the scopes in ``sick``."""
-
-    def __init__(self) -> None:
-        self.sick: set[str] = set()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                query = {k: v[0] for k, v in parse_qs(urlparse(self.path).query).items()}
-                self.send_response(500 if query.get("scope") in outer.sick else 200)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
-@pytest.fixture
-def health() -> Iterator[Health]:
-    h = Health()
-    yield h
-    h.server.shutdown()
-    h.server.server_close()
 
 
 def _repo(tmp_path: Path, request: pytest.FixtureRequest, health: Health, bake: int) -> Path:
