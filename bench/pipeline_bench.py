@@ -13,6 +13,7 @@ import time
 import tracemalloc
 
 from bench.report import update_section
+from farm.domain.specs import PipelineLimits
 from farm.pipeline import PipelineContext, load_pipeline
 
 TARGET_SECONDS = 1.0
@@ -49,7 +50,10 @@ CONTEXT = PipelineContext(
         "CI_COMMIT_BRANCH": "main",
         "CI_COMMIT_SHORT_SHA": "abc123",
         "CI_COMMIT_REF_SLUG": "main",
-    }
+    },
+    # The 5,000-job case is over the default FARM_PIPELINE_MAX_JOBS (2,000): raised here
+    # as an operator would; its 200 needs per job store about 67 MB of specs.
+    limits=PipelineLimits(max_jobs=5_000, max_bytes=128 * 2**20),
 )
 
 

@@ -282,3 +282,13 @@ def _diagnostic(problem: str) -> Diagnostic:
     if match is None:
         return Diagnostic("<pipeline>", 0, 0, problem)
     return Diagnostic(match["file"], int(match["line"]), int(match["col"]), match["message"])
+
+
+class RequestTooLarge(FarmError):
+    """A request body over the API's limit (``FARM_MAX_REQUEST_BYTES`` and kin), refused
+    before it was read.  (A FarmError directly: ``FarmError`` ├── ``RequestTooLarge``.)"""
+
+    http_status = 413
+
+
+_BY_STATUS[413] = RequestTooLarge

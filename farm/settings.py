@@ -61,13 +61,47 @@ class Settings(BaseSettings):
     job_cpus: float = 2.0
     job_pids: int = 1024
     log_max_bytes: int = 4 * 1024 * 1024
+    # What one pipeline may expand to (farm.domain.specs.PipelineLimits), checked while it
+    # loads, before anything is stored; a pipeline over one is refused with a 422 naming it.
+    pipeline_max_aliases: int = Field(default=20_000, ge=1)  # YAML aliases followed
+    pipeline_max_nodes: int = Field(default=200_000, ge=1)  # YAML nodes, aliases followed
+    pipeline_max_script_lines: int = Field(default=100_000, ge=1)  # all jobs' script lines
+    pipeline_max_jobs: int = Field(default=2_000, ge=1)
+    pipeline_max_job_bytes: int = Field(default=1024**2, ge=1024)  # one job's stored spec
+    pipeline_max_bytes: int = Field(default=16 * 1024**2, ge=1024)  # all specs; all YAML read
+    pipeline_max_includes: int = Field(default=150, ge=0)  # files merged by include:
     max_blob_bytes: int = 10 * 1024**3
+    # Request bodies from the network are refused (413) past these before being read;
+    # the blob routes stream to the store and are capped by max_blob_bytes instead.
+    max_request_bytes: int = Field(default=4 * 1024**2, ge=1024)  # JSON: builds, releases...
+    # A worker's log chunk (up to 4 Mi characters, escaped) or finish report (file lists).
+    max_worker_request_bytes: int = Field(default=128 * 1024**2, ge=1024)
 
     # Coordinator
     job_lease_seconds: int = 30  # a running job without heartbeat this long is retried
     max_lost_retries: int = 2  # redeliveries after lost workers before the job fails
     watchdog_interval: float = 5.0
+    # The dispatch outbox (coordinator/service.py), swept by every watchdog pass: jobs whose
+    # message could not be published are re-sent, at most this many seconds apart while
+    # the broker cannot be reached; a published job nobody claimed this long after it was
+    # due is sent again when its queue is empty (its message was lost).
+    dispatch_retry_max: float = 30.0
+    requeue_after: float = 300.0
     reap_interval: float = 30.0
+    # Worker fences (issue 16): a job container whose worker stopped renewing its lease
+    # file this long kills itself (at most half of job_lease_seconds is used, so it is
+    # dead before the coordinator retries the job); an attempt's log and result are
+    # spooled on the worker's disk and re-sent this long while the API does not take them.
+    container_lease_seconds: float = Field(default=10.0, ge=3.0)
+    spool_patience: float = Field(default=3600.0, ge=0.0)
+    # `farm up` restarts a dead child after backoff_initial seconds, doubling up to
+    # backoff_max (back to the start once it stayed up stable_after); crash_deaths deaths of
+    # one child within crash_window seconds stop the whole farm (farm/cli/supervise.py).
+    supervise_backoff_initial: float = Field(default=1.0, gt=0)
+    supervise_backoff_max: float = Field(default=30.0, gt=0)
+    supervise_stable_after: float = Field(default=60.0, gt=0)
+    supervise_crash_deaths: int = Field(default=5, gt=0)
+    supervise_crash_window: float = Field(default=120.0, gt=0)
 
     # Registry: where blobs live, how long unreferenced ones survive, who signs provenance
     blob_store: Literal["fs", "s3"] = "fs"

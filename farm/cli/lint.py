@@ -2,7 +2,8 @@
 
 This is the I/O edge of the pure loader: it reads the file and the repository's file
 list from disk (``git ls-files`` in a work tree, else a directory walk) and hands them to
-:func:`farm.pipeline.load_pipeline` as a ``read`` callable and a ``files`` tuple.
+:func:`farm.pipeline.load_pipeline` as a ``read`` callable and a ``files`` tuple, with the
+farm's pipeline limits (``FARM_PIPELINE_MAX_*``) so it refuses what the API refuses.
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ from typing import Any
 
 import click
 
+from farm.coordinator.submit import pipeline_limits
 from farm.domain.specs import Pipeline
 from farm.errors import Diagnostic, PipelineError, PipelineFilteredOut
 from farm.pipeline import PipelineContext, explain, find_pipeline_file, load_pipeline
+from farm.pipeline.limits import check_stored_size
+from farm.settings import get_settings
 
 MAX_WALK = 200_000
 
@@ -151,9 +155,14 @@ def lint(
         "CI": "true",
         **extra,
     }
-    ctx = PipelineContext(variables=variables, files=repo_files(root), read=make_reader(root))
+    # The farm's own limits (FARM_PIPELINE_MAX_*), so lint refuses what the API would.
+    limits = pipeline_limits(get_settings())
+    ctx = PipelineContext(
+        variables=variables, files=repo_files(root), read=make_reader(root), limits=limits
+    )
     try:
         pipeline = load_pipeline(text, file.name, ctx)
+        check_stored_size(pipeline, limits, file.name)
     except PipelineFilteredOut as exc:
         why = exc.diagnostics[0].message if exc.diagnostics else "filtered out"
         if as_json:

@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from farm.coordinator.service import Coordinator, digest_text
 from farm.coordinator.source import Source, resolve
 from farm.domain.records import BuildRecord, NewBuild
-from farm.domain.specs import PipelineContext
+from farm.domain.specs import PipelineContext, PipelineLimits
 from farm.domain.state import is_interruptible, queue_for
 from farm.domain.statuses import FINAL_BUILD, BuildStatus
 from farm.errors import Conflict, PipelineError, SourceError
 from farm.pipeline import find_pipeline_file, load_pipeline
+from farm.pipeline.limits import check_stored_size
+from farm.settings import Settings
 
 log = logging.getLogger("farm.coordinator")
 
@@ -54,6 +56,19 @@ def predefined_variables(src: Source, source_kind: str) -> dict[str, str]:
     return out
 
 
+def pipeline_limits(settings: Settings) -> PipelineLimits:
+    """The farm's ``FARM_PIPELINE_MAX_*`` settings as the loader's limits."""
+    return PipelineLimits(
+        max_aliases=settings.pipeline_max_aliases,
+        max_nodes=settings.pipeline_max_nodes,
+        max_script_lines=settings.pipeline_max_script_lines,
+        max_jobs=settings.pipeline_max_jobs,
+        max_job_bytes=settings.pipeline_max_job_bytes,
+        max_bytes=settings.pipeline_max_bytes,
+        max_includes=settings.pipeline_max_includes,
+    )
+
+
 def _slug(value: str) -> str:
     slug = "".join(c if c.isalnum() else "-" for c in value.lower())[:63]
     return slug.strip("-")
@@ -77,12 +92,18 @@ def submit(coord: Coordinator, sub: Submission) -> BuildRecord:
         **dict(sub.variables),
         **dict(sub.secrets),
     }
+    limits = pipeline_limits(settings)
     context = PipelineContext(
-        variables=variables, files=files, read=src.read, changed=src.changed()
+        variables=variables, files=files, read=src.read, changed=src.changed(), limits=limits
     )
+    # The loader counts what the pipeline expands to while it loads (aliases, nodes, script
+    # lines, jobs, spec bytes) and stops at the first limit passed.
     pipeline = load_pipeline(text, name, context)
     if not pipeline.jobs:
         raise PipelineError(f"{name}: the pipeline has no jobs for ref {src.ref!r}")
+    # What will be stored, measured once more as stored (JSON), before anything is written:
+    # a refused pipeline leaves no build, no jobs and no snapshot behind.
+    check_stored_size(pipeline, limits, name)
     snapshot = coord.blobs.put_stream(src.snapshot(), max_size=settings.max_blob_bytes)
     new = NewBuild(
         project=src.project,

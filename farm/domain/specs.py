@@ -193,16 +193,34 @@ class Pipeline:
 
 
 @dataclass(frozen=True)
+class PipelineLimits:
+    """What one pipeline may expand to; the loader refuses more *while* loading.
+
+    Each field is the farm setting ``FARM_PIPELINE_<FIELD>`` (e.g. ``max_jobs`` is
+    ``FARM_PIPELINE_MAX_JOBS``); the defaults here are the settings' defaults.
+    """
+
+    max_aliases: int = 20_000  # YAML aliases followed, counting aliases inside aliases
+    max_nodes: int = 200_000  # YAML nodes once aliases are followed; 2x: keys merges copy
+    max_script_lines: int = 100_000  # before_script + script + after_script lines, all jobs
+    max_jobs: int = 2_000  # jobs the pipeline creates
+    max_job_bytes: int = 1024**2  # one job's stored spec (JSON)
+    max_bytes: int = 16 * 1024**2  # all jobs' stored specs; also all YAML files read
+    max_includes: int = 150  # files merged by include:
+
+
+@dataclass(frozen=True)
 class PipelineContext:
     """What the loader may know about the commit; all of it is given, nothing is fetched.
 
     ``files`` lists every path in the commit's tree (for ``include: local`` wildcards and
     ``rules: exists``); ``read`` returns a file's text or None; ``changed`` lists paths
     changed against the parent commit, or None when unknown (``rules: changes`` is then true,
-    as GitLab does for new branches).
+    as GitLab does for new branches). ``limits`` bound what the pipeline may expand to.
     """
 
     variables: dict[str, str] = field(default_factory=dict)
     files: tuple[str, ...] = ()
     read: Any = None  # Callable[[str], str | None]
     changed: tuple[str, ...] | None = None
+    limits: PipelineLimits = field(default_factory=PipelineLimits)

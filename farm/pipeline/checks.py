@@ -14,13 +14,17 @@ from typing import Any
 from farm.errors import Diagnostic
 from farm.pipeline.yamlsrc import Pos, YList, type_name
 
+MAX_DIAGNOSTICS = 1_000  # problems listed; a file repeating one mistake says how many more
+
 
 class Diags:
-    """Collects every problem found while loading one pipeline."""
+    """Collects every problem found while loading one pipeline (the first 1,000 of them)."""
 
     def __init__(self) -> None:
         self.items: list[Diagnostic] = []
         self.muted: set[tuple[str, int]] = set()
+        self.unique: set[Diagnostic] = set()
+        self.dropped = 0
 
     def mute(self, pos: Pos) -> None:
         """Drop later problems on this line: they follow from one already reported."""
@@ -29,7 +33,14 @@ class Diags:
     def add(self, pos: Pos, message: str) -> None:
         if (pos[0], pos[1]) in self.muted:
             return
-        self.items.append(Diagnostic(pos[0], pos[1], pos[2], message))
+        diag = Diagnostic(pos[0], pos[1], pos[2], message)
+        if diag in self.unique:
+            return
+        if len(self.items) >= MAX_DIAGNOSTICS:
+            self.dropped += 1
+            return
+        self.unique.add(diag)
+        self.items.append(diag)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -39,8 +50,12 @@ class Diags:
         order: dict[str, int] = {}
         for d in self.items:
             order.setdefault(d.file, len(order))
-        unique = dict.fromkeys(self.items)
-        return sorted(unique, key=lambda d: (order[d.file], d.line, d.col))
+        found = sorted(self.items, key=lambda d: (order[d.file], d.line, d.col))
+        if self.dropped:
+            last = found[-1]
+            more = f"{self.dropped:,} more problems are not listed; fix the ones above first"
+            found.append(Diagnostic(last.file, last.line, last.col, more))
+        return found
 
 
 def as_str(d: Diags, value: Any, pos: Pos, what: str) -> str | None:

@@ -155,9 +155,9 @@ def _parse_rule(d: Diags, item: YMap, what: str, workflow: bool) -> Rule:
     return rule
 
 
-def _any_glob(patterns: list[str], paths: tuple[str, ...], env: Lookup) -> bool:
+def _any_glob(patterns: list[str], paths: tuple[str, ...], env: Lookup, limit: int) -> bool:
     for pattern in patterns:
-        expanded = expand_text(pattern, env)
+        expanded = expand_text(pattern, env, limit)
         if any(glob_match(expanded, p) for p in paths):
             return True
     return False
@@ -170,10 +170,13 @@ def rule_matches(rule: Rule, env: Lookup, ctx: PipelineContext) -> bool:
     if (
         rule.changes is not None
         and ctx.changed is not None
-        and not _any_glob(rule.changes, ctx.changed, env)
+        and not _any_glob(rule.changes, ctx.changed, env, ctx.limits.max_job_bytes)
     ):
         return False
-    return not (rule.exists is not None and not _any_glob(rule.exists, ctx.files, env))
+    return not (
+        rule.exists is not None
+        and not _any_glob(rule.exists, ctx.files, env, ctx.limits.max_job_bytes)
+    )
 
 
 def first_match(rules: list[Rule], env: Lookup, ctx: PipelineContext) -> Rule | None:
@@ -257,5 +260,5 @@ def filter_matches(flt: RefFilter, env: Lookup, ctx: PipelineContext) -> bool:
     return not (
         flt.changes is not None
         and ctx.changed is not None
-        and not _any_glob(flt.changes, ctx.changed, env)
+        and not _any_glob(flt.changes, ctx.changed, env, ctx.limits.max_job_bytes)
     )

@@ -15,14 +15,18 @@ from farm.domain.specs import JobSpec, Need
 from farm.pipeline.checks import Diags
 from farm.pipeline.expand import Concrete
 from farm.pipeline.keywords import Matrix, NeedRef
+from farm.pipeline.limits import Budget, LimitExceeded
 from farm.pipeline.variables import expand_text, lookup_in
 from farm.pipeline.yamlsrc import Pos
 
 
-def _selects(rows: Matrix, spec: JobSpec, env: Mapping[str, str]) -> bool:
+def _selects(rows: Matrix, spec: JobSpec, env: Mapping[str, str], limit: int | None) -> bool:
     lookup = lookup_in(env)
     for row in rows:
-        if all(spec.matrix.get(k) in {expand_text(v, lookup) for v in vs} for k, vs in row.items()):
+        if all(
+            spec.matrix.get(k) in {expand_text(v, lookup, limit) for v in vs}
+            for k, vs in row.items()
+        ):
             return True
     return False
 
@@ -31,9 +35,15 @@ class Graph:
     """Resolves needs for the jobs rules kept; ``defined`` names every job the YAML defines."""
 
     def __init__(
-        self, d: Diags, jobs: list[Concrete], defined: Mapping[str, Pos], stages: tuple[str, ...]
+        self,
+        d: Diags,
+        jobs: list[Concrete],
+        defined: Mapping[str, Pos],
+        stages: tuple[str, ...],
+        limit: int | None = None,
     ) -> None:
         self.d = d
+        self.limit = limit
         self.jobs = jobs
         self.defined = defined
         self.rank = {s: i for i, s in enumerate(stages)}
@@ -90,7 +100,9 @@ class Graph:
             if targets is None:
                 continue
             if ref.matrix is not None:
-                targets = [t for t in targets if _selects(ref.matrix, t.spec, c.spec.variables)]
+                targets = [
+                    t for t in targets if _selects(ref.matrix, t.spec, c.spec.variables, self.limit)
+                ]
                 if not targets:
                     self.d.add(
                         ref.pos,
@@ -208,16 +220,29 @@ def link(
     defined: Mapping[str, Pos],
     stages: tuple[str, ...],
     deps: Mapping[str, tuple[list[str] | None, Pos]],
+    budget: Budget | None = None,
 ) -> list[JobSpec]:
-    """Concrete specs with needs and dependencies resolved; cycles reported."""
-    graph = Graph(d, jobs, defined, stages)
+    """Concrete specs with needs and dependencies resolved; cycles reported.
+
+    ``budget`` counts each final spec's stored bytes as it is made (needing a parallel job
+    means needing every copy, so needs can multiply a pipeline's size).
+    """
+    limit = budget.limits.max_job_bytes if budget is not None else None
+    graph = Graph(d, jobs, defined, stages, limit)
     specs: list[JobSpec] = []
     where: dict[str, Pos] = {}
     for c in jobs:
-        needs = graph.needs_of(c)
+        pos = defined.get(c.group, ("<pipeline>", 1, 1))
+        try:
+            needs = graph.needs_of(c)
+        except LimitExceeded as exc:
+            raise exc.located(pos, f"job '{c.spec.name[:100]}': needs: ") from None
         names, dpos = deps.get(c.group, (None, ("<pipeline>", 1, 1)))
         dependencies = graph.dependencies_of(c, names, dpos, needs)
-        specs.append(dataclasses.replace(c.spec, needs=needs, dependencies=dependencies))
+        spec = dataclasses.replace(c.spec, needs=needs, dependencies=dependencies)
+        if budget is not None:
+            budget.add_spec(spec, pos, c.spec)
+        specs.append(spec)
         where[c.spec.name] = (
             c.needs[0].pos if c.needs else defined.get(c.group, ("<pipeline>", 1, 1))
         )

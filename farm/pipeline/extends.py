@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from farm.pipeline.checks import Diags, as_str_list
+from farm.pipeline.limits import Budget
 from farm.pipeline.yamlsrc import Pos, Ref, YList, YMap, deep_merge, type_name
 
 MAX_EXTENDS_DEPTH = 11
@@ -88,12 +89,19 @@ def resolve_references(d: Diags, config: YMap) -> YMap:
 
 
 class Extender:
-    """Resolves ``extends`` for the jobs (and templates) of one configuration."""
+    """Resolves ``extends`` for the jobs (and templates) of one configuration.
 
-    def __init__(self, d: Diags, config: YMap, reserved: frozenset[str]) -> None:
+    Each name is resolved once; ``budget`` counts the keys every merge copies, so wide or
+    deep ``extends`` of large templates are refused before they are copied job by job.
+    """
+
+    def __init__(
+        self, d: Diags, config: YMap, reserved: frozenset[str], budget: Budget | None = None
+    ) -> None:
         self.d = d
         self.config = config
         self.reserved = reserved
+        self.budget = budget
         self.done: dict[str, YMap] = {}
 
     def resolve(self, name: str, chain: tuple[str, ...] = ()) -> YMap:
@@ -120,12 +128,12 @@ class Extender:
                 what = "does not exist" if target is None else f"is {type_name(target)}, not a job"
                 self.d.add(pos, f"job '{name}' extends '{parent}', which {what}")
                 continue
-            base = deep_merge(base, self.resolve(parent, (*chain, name)))
+            base = deep_merge(base, self.resolve(parent, (*chain, name)), self.budget)
         own = YMap(job.pos)
         for key, value in job.items():
             if key != "extends":
                 own.put(key, value, job.at(key))
-        result = deep_merge(base, own)
+        result = deep_merge(base, own, self.budget)
         assert isinstance(result, YMap)
         result.pos = job.pos
         self.done[name] = result
@@ -165,7 +173,7 @@ def inherit_choice(d: Diags, job: YMap, which: str) -> bool | frozenset[str]:
     return frozenset(names)
 
 
-def apply_default(d: Diags, job: YMap, default: YMap) -> YMap:
+def apply_default(d: Diags, job: YMap, default: YMap, budget: Budget | None = None) -> YMap:
     """``job`` with the ``default:`` keywords it did not set itself (and may inherit)."""
     choice = inherit_choice(d, job, "default")
     if choice is False or not default:
@@ -175,6 +183,8 @@ def apply_default(d: Diags, job: YMap, default: YMap) -> YMap:
         if key in job or (choice is not True and key not in choice):
             continue
         if result is None:
+            if budget is not None:
+                budget.add_merged(len(job) + len(default), job.pos)
             result = YMap(job.pos, dict(job.kpos))
             result.update(job)
         result.put(key, value, default.at(key))

@@ -14,10 +14,10 @@ from farm.domain.specs import PipelineContext
 from farm.pipeline.checks import Diags, glob_match, has_glob, unknown_keys
 from farm.pipeline.conditions import first_match, parse_rules
 from farm.pipeline.expressions import Lookup
+from farm.pipeline.limits import Budget, LimitExceeded, setting
 from farm.pipeline.variables import expand_text
 from farm.pipeline.yamlsrc import Pos, SourceProblem, YList, YMap, deep_merge, parse_yaml, type_name
 
-MAX_INCLUDES = 150
 _OFFLINE = ("remote", "project", "template", "component")
 _INCLUDE_KEYS = (
     "local",
@@ -35,10 +35,11 @@ _INCLUDE_KEYS = (
 
 
 class _Includer:
-    def __init__(self, d: Diags, ctx: PipelineContext, env: Lookup) -> None:
+    def __init__(self, d: Diags, ctx: PipelineContext, env: Lookup, budget: Budget) -> None:
         self.d = d
         self.ctx = ctx
         self.env = env
+        self.budget = budget
         self.seen: set[str] = set()
 
     def entries(self, value: Any, pos: Pos) -> list[tuple[Any, Pos]]:
@@ -99,7 +100,10 @@ class _Includer:
         return self.local(local, entry.at("local"))
 
     def local(self, raw: str, pos: Pos) -> list[tuple[str, Pos]]:
-        path = expand_text(raw, self.env).strip().lstrip("/")
+        try:
+            path = expand_text(raw, self.env, self.ctx.limits.max_job_bytes).strip().lstrip("/")
+        except LimitExceeded as exc:
+            raise exc.located(pos, "include:local: ") from None
         if not path:
             self.d.add(pos, "include:local needs a file path")
             return []
@@ -135,7 +139,7 @@ class _Includer:
             self.d.add(pos, f"cannot read included file '{path}'")
             return None
         try:
-            config = parse_yaml(text, path)
+            config = parse_yaml(text, path, self.budget)
         except SourceProblem as exc:
             self.d.add(exc.pos, exc.message)
             return None
@@ -163,23 +167,31 @@ class _Includer:
                 if path in self.seen:
                     continue  # GitLab merges an already included file only once
                 self.seen.add(path)
-                if len(self.seen) > MAX_INCLUDES:
-                    self.d.add(ppos, f"more than {MAX_INCLUDES} included files")
-                    return config
+                most = self.ctx.limits.max_includes
+                if len(self.seen) - 1 > most:  # the including file is not an include
+                    raise LimitExceeded(
+                        ppos,
+                        f"the pipeline includes more than {most:,} files "
+                        f"({setting('max_includes')})",
+                    )
                 sub = self.read(path, ppos)
                 if sub is not None:
-                    merged = deep_merge(merged, self.expand(sub, depth + 1))
+                    merged = deep_merge(merged, self.expand(sub, depth + 1), self.budget)
         body = YMap(config.pos)
         for key, item in config.items():
             if key != "include":
                 body.put(key, item, config.at(key))
-        return deep_merge(merged, body) if merged else body
+        return deep_merge(merged, body, self.budget) if merged else body
 
 
 def apply_includes(
-    d: Diags, config: YMap, filename: str, ctx: PipelineContext, env: Lookup
+    d: Diags, config: YMap, filename: str, ctx: PipelineContext, env: Lookup, budget: Budget
 ) -> YMap:
-    """``config`` with every local include merged in; problems go to ``d``."""
-    includer = _Includer(d, ctx, env)
+    """``config`` with every local include merged in; problems go to ``d``.
+
+    Included files share ``budget`` with the including file; more than
+    ``ctx.limits.max_includes`` files raise ``LimitExceeded``.
+    """
+    includer = _Includer(d, ctx, env, budget)
     includer.seen.add(filename.lstrip("/"))
     return includer.expand(config, 0)

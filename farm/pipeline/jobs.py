@@ -18,6 +18,7 @@ from farm.pipeline.checks import Diags, as_bool, as_choice, as_str, as_str_list,
 from farm.pipeline.conditions import RefFilter, Rule, parse_ref_filter, parse_rules
 from farm.pipeline.expressions import compile_regex
 from farm.pipeline.extends import inherit_choice
+from farm.pipeline.limits import Budget
 from farm.pipeline.variables import Var, parse_variables
 from farm.pipeline.yamlsrc import Pos, YMap
 
@@ -74,8 +75,11 @@ def _unsupported(d: Diags, job: YMap, name: str) -> None:
         )
 
 
-def build_draft(d: Diags, name: str, job: YMap) -> JobDraft | None:
-    """Check every keyword of ``job``; None when it cannot become a job at all."""
+def build_draft(d: Diags, name: str, job: YMap, budget: Budget | None = None) -> JobDraft | None:
+    """Check every keyword of ``job``; None when it cannot become a job at all.
+
+    ``budget`` counts its script lines against the pipeline's limits.
+    """
     pos = job.pos
     if len(name) > MAX_NAME:
         d.add(pos, f"job name '{name[:40]}...' is longer than {MAX_NAME} characters")
@@ -94,13 +98,17 @@ def build_draft(d: Diags, name: str, job: YMap) -> JobDraft | None:
     def at(key: str) -> Pos:
         return job.at(key)
 
-    script = kw.parse_script(d, job["script"], at("script"), f"{name}: script")
+    script = kw.parse_script(d, job["script"], at("script"), f"{name}: script", budget)
     if script is not None and not any(line.strip() for line in script):
         d.add(at("script"), f"job '{name}' has an empty script")
     before = (
-        kw.parse_script(d, get("before_script", []), at("before_script"), "before_script") or ()
+        kw.parse_script(d, get("before_script", []), at("before_script"), "before_script", budget)
+        or ()
     )
-    after = kw.parse_script(d, get("after_script", []), at("after_script"), "after_script") or ()
+    after = (
+        kw.parse_script(d, get("after_script", []), at("after_script"), "after_script", budget)
+        or ()
+    )
     stage = as_str(d, get("stage", "test"), at("stage"), "stage") or "test"
     image = kw.parse_image(d, job["image"], at("image")) if get("image") is not None else None
 

@@ -21,6 +21,7 @@ from farm.pipeline.checks import (
     as_str_list,
     unknown_keys,
 )
+from farm.pipeline.limits import Budget
 from farm.pipeline.variables import parse_variables
 from farm.pipeline.yamlsrc import Pos, YList, YMap, type_name
 
@@ -40,35 +41,55 @@ RETRY_WHEN = (
     "data_integrity_failure",
 )
 MAX_MATRIX = 200
+_LISTED = 10  # lines of one script reported one by one; the rest are counted
 
 
 def _ipos(value: Any, i: int, pos: Pos) -> Pos:
     return value.at(i) if isinstance(value, YList) else pos
 
 
-def parse_script(d: Diags, value: Any, pos: Pos, what: str) -> tuple[str, ...] | None:
-    """A string or a list of strings; nested lists (from ``!reference``) are flattened."""
+def parse_script(
+    d: Diags, value: Any, pos: Pos, what: str, budget: Budget | None = None
+) -> tuple[str, ...] | None:
+    """A string or a list of strings; nested lists (from ``!reference``) are flattened.
+
+    ``budget`` counts every line as it is flattened (anchors and references can nest a
+    list many times over), so an oversized script is refused before it is built.
+    """
+    count = budget.add_script_lines if budget is not None else None
     if isinstance(value, str):
+        if count is not None:
+            count(1, pos)
         return (value,)
     if not isinstance(value, list):
         d.add(pos, f"{what} must be a string or a list of strings, not {type_name(value)}")
         return None
     lines: list[str] = []
+    bad: list[tuple[Pos, Any]] = []  # the first lines that are not strings
+    others = 0  # and how many more
 
-    def add(items: list[Any], ipos: Pos, depth: int) -> bool:
-        ok = True
+    def add(items: list[Any], ipos: Pos, depth: int) -> None:
+        nonlocal others
         for i, item in enumerate(items):
-            at = _ipos(items, i, ipos)
             if isinstance(item, list) and depth < 10:
-                ok = add(item, at, depth + 1) and ok
-            elif isinstance(item, str | int | float) and not isinstance(item, bool):
+                add(item, _ipos(items, i, ipos), depth + 1)
+                continue
+            if count is not None:
+                count(1, _ipos(items, i, ipos))  # bad lines too: the budget bounds the walk
+            if isinstance(item, str | int | float) and not isinstance(item, bool):
                 lines.append(str(item))
+            elif len(bad) < _LISTED:
+                bad.append((_ipos(items, i, ipos), item))
             else:
-                d.add(at, f"each line of {what} must be a string, not {type_name(item)}")
-                ok = False
-        return ok
+                others += 1
 
-    return tuple(lines) if add(value, pos, 0) else None
+    add(value, pos, 0)
+    if not bad:
+        return tuple(lines)
+    for n, (at, item) in enumerate(bad, start=1):
+        more = f" (and {others:,} more lines like it)" if others and n == len(bad) else ""
+        d.add(at, f"each line of {what} must be a string, not {type_name(item)}{more}")
+    return None
 
 
 def parse_image(d: Diags, value: Any, pos: Pos) -> tuple[str, tuple[str, ...] | None] | None:

@@ -3,7 +3,9 @@
 Steps: parse YAML → merge includes → resolve ``!reference`` → stages, global variables,
 ``workflow`` → per job ``extends`` + ``default`` → keyword checks → ``parallel``/matrix
 copies → rules → needs and cycles. Every problem is collected; the caller gets one
-:class:`PipelineError` listing all of them.
+:class:`PipelineError` listing all of them. The exception is a pipeline that expands past
+``context.limits`` (:mod:`farm.pipeline.limits`): loading stops at once and the error names
+the limit and the setting that raises it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from farm.pipeline.expand import Concrete, concretize, copies
 from farm.pipeline.extends import Extender, apply_default, parse_default, resolve_references
 from farm.pipeline.include import apply_includes
 from farm.pipeline.jobs import JobDraft, build_draft
+from farm.pipeline.limits import Budget, LimitExceeded
 from farm.pipeline.variables import Var, lookup_in, parse_variables, resolve
 from farm.pipeline.yamlsrc import Pos, SourceProblem, YMap, parse_yaml, type_name
 
@@ -74,7 +77,7 @@ def _workflow(
     if "rules" not in value:
         return None
     rules = parse_rules(d, value["rules"], value.at("rules"), workflow=True)
-    env = lookup_in(resolve(global_vars, ctx.variables), ctx.variables)
+    env = lookup_in(resolve(global_vars, ctx.variables, ctx.limits.max_job_bytes), ctx.variables)
     rule = first_match(rules, env, ctx)
     if rule is None:
         return "no workflow:rules entry matches this commit"
@@ -97,8 +100,18 @@ def _check_stage(d: Diags, draft: JobDraft, job: YMap, stages: tuple[str, ...]) 
 
 def _load(text: str, filename: str, ctx: PipelineContext) -> Pipeline:
     d = Diags()
+    budget = Budget(ctx.limits)
     try:
-        config: Any = parse_yaml(text, filename)
+        return _expand(d, text, filename, ctx, budget)
+    except LimitExceeded as exc:
+        # Stop at the first limit: going on would spend what the limit protects. Only this
+        # problem is reported; the others found so far may follow from the cut-off.
+        raise PipelineError([_diag(exc.pos or (filename, 1, 1), exc.message)]) from None
+
+
+def _expand(d: Diags, text: str, filename: str, ctx: PipelineContext, budget: Budget) -> Pipeline:
+    try:
+        config: Any = parse_yaml(text, filename, budget)
     except SourceProblem as exc:
         raise PipelineError([_diag(exc.pos, exc.message)]) from None
     if config is None:
@@ -108,7 +121,7 @@ def _load(text: str, filename: str, ctx: PipelineContext) -> Pipeline:
     if not isinstance(config, YMap):
         msg = f"a pipeline file must be a mapping of jobs and keywords, not {type_name(config)}"
         raise PipelineError([Diagnostic(filename, 1, 1, msg)])
-    config = apply_includes(d, config, filename, ctx, lookup_in(ctx.variables))
+    config = apply_includes(d, config, filename, ctx, lookup_in(ctx.variables), budget)
     config = resolve_references(d, config)
     if "spec" in config:
         d.add(config.at("spec"), "spec:inputs headers are not supported by farm")
@@ -116,10 +129,19 @@ def _load(text: str, filename: str, ctx: PipelineContext) -> Pipeline:
     global_vars = parse_variables(d, config.get("variables"), config.at("variables"), "variables")
     filtered = _workflow(d, config, global_vars, ctx)
     default = parse_default(d, config)
-    extender = Extender(d, config, RESERVED)
+    extender = Extender(d, config, RESERVED, budget)
 
-    drafts: list[JobDraft] = []
-    defined: dict[str, Pos] = {}
+    defined: dict[str, Pos] = {
+        name: config.at(name)
+        for name, value in config.items()
+        if not (name in RESERVED or name.startswith(".")) and isinstance(value, YMap)
+    }
+    # One job at a time: draft, copies, rules; a draft is dropped once its copies exist,
+    # and every count (copies, kept jobs, their bytes) is checked as it grows.
+    drafted = False
+    kept: list[Concrete] = []
+    owners: dict[str, str] = {}
+    deps: dict[str, tuple[list[str] | None, Pos]] = {}
     for name, value in config.items():
         if name in RESERVED or name.startswith("."):
             continue
@@ -127,17 +149,14 @@ def _load(text: str, filename: str, ctx: PipelineContext) -> Pipeline:
         if not isinstance(value, YMap):
             d.add(pos, f"job '{name}' must be a mapping with script:, not {type_name(value)}")
             continue
-        job = apply_default(d, extender.resolve(name), default)
-        draft = build_draft(d, name, job)
-        defined[name] = pos
-        if draft is not None:
-            _check_stage(d, draft, job, stages)
-            drafts.append(draft)
-
-    kept: list[Concrete] = []
-    owners: dict[str, str] = {}
-    for draft in drafts:
-        for copy in copies(d, draft):
+        job = apply_default(d, extender.resolve(name), default, budget)
+        draft = build_draft(d, name, job, budget)
+        if draft is None:
+            continue
+        drafted = True
+        _check_stage(d, draft, job, stages)
+        deps[draft.name] = (draft.dependencies, draft.dependencies_pos)
+        for copy in copies(d, draft, budget):
             other = owners.get(copy.name)
             if other is None and copy.name != draft.name and copy.name in defined:
                 other = copy.name
@@ -152,10 +171,11 @@ def _load(text: str, filename: str, ctx: PipelineContext) -> Pipeline:
             defined.setdefault(copy.name, draft.pos)
             concrete = concretize(draft, copy, global_vars, ctx)
             if concrete is not None:
+                budget.add_job(draft.pos)
+                budget.add_draft(concrete.spec, draft.pos)
                 kept.append(concrete)
 
-    deps = {dr.name: (dr.dependencies, dr.dependencies_pos) for dr in drafts}
-    specs = link(d, kept, defined, stages, deps)
+    specs = link(d, kept, defined, stages, deps, budget)
     if d.items:
         raise PipelineError(d.sorted())
     if filtered is not None:
@@ -163,13 +183,14 @@ def _load(text: str, filename: str, ctx: PipelineContext) -> Pipeline:
             [_diag(config.at("workflow"), f"no pipeline is created: {filtered}")]
         )
     if not specs:
-        if drafts:
+        if drafted:
             msg = "no pipeline is created: rules, only or except exclude every job for this commit"
             raise PipelineFilteredOut([Diagnostic(filename, 1, 1, msg)])
         raise PipelineError(
             [Diagnostic(filename, 1, 1, "the pipeline defines no jobs; add a job with script:")]
         )
-    return Pipeline(stages=stages, jobs=tuple(specs), variables=resolve(global_vars, ctx.variables))
+    variables = resolve(global_vars, ctx.variables, ctx.limits.max_job_bytes)
+    return Pipeline(stages=stages, jobs=tuple(specs), variables=variables)
 
 
 def load_pipeline(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from farm.pipeline.checks import Diags, as_bool, as_str, unknown_keys
+from farm.pipeline.limits import check_text
 from farm.pipeline.yamlsrc import Pos, YMap, type_name
 
 _REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
@@ -62,23 +63,39 @@ def parse_variables(d: Diags, value: Any, pos: Pos, what: str) -> dict[str, Var]
     return result
 
 
-def expand_text(text: str, lookup: Callable[[str], str | None]) -> str:
-    """Replace ``$VAR``/``${VAR}`` that ``lookup`` knows; leave the rest (and ``$$``) as is."""
+def expand_text(text: str, lookup: Callable[[str], str | None], limit: int | None = None) -> str:
+    """Replace ``$VAR``/``${VAR}`` that ``lookup`` knows; leave the rest (and ``$$``) as is.
+
+    With ``limit``, a result longer than ``limit`` characters raises ``LimitExceeded`` as
+    soon as the expansion gets there.
+    """
     if "$" not in text:
         return text
+    length = len(text)
 
     def sub(m: re.Match[str]) -> str:
+        nonlocal length
         name = m.group(1) or m.group(2)
         if name is None:
             return m.group(0)
         found = lookup(name)
-        return m.group(0) if found is None else found
+        if found is None:
+            return m.group(0)
+        length += len(found) - len(m.group(0))
+        check_text(length, limit)
+        return found
 
     return _REF.sub(sub, text)
 
 
-def resolve(raw: Mapping[str, Var], base: Mapping[str, str]) -> dict[str, str]:
-    """Final values of ``raw``: references to other ``raw`` or ``base`` variables expanded."""
+def resolve(
+    raw: Mapping[str, Var], base: Mapping[str, str], limit: int | None = None
+) -> dict[str, str]:
+    """Final values of ``raw``: references to other ``raw`` or ``base`` variables expanded.
+
+    With ``limit``, a value that would grow past ``limit`` characters raises
+    ``LimitExceeded`` while it is being expanded (``$A$A$A...`` nested is a string bomb).
+    """
     done: dict[str, str] = {}
     active: set[str] = set()
 
@@ -94,13 +111,19 @@ def resolve(raw: Mapping[str, Var], base: Mapping[str, str]) -> dict[str, str]:
             done[name] = var.value
             return var.value
         active.add(name)
+        length = len(var.value)
 
         def sub(m: re.Match[str]) -> str:
+            nonlocal length
             ref = m.group(1) or m.group(2)
             if ref is None:
                 return "$"
             found = value_of(ref, depth + 1)
-            return m.group(0) if found is None else found
+            if found is None:
+                return m.group(0)
+            length += len(found) - len(m.group(0))
+            check_text(length, limit)
+            return found
 
         try:
             result = _REF.sub(sub, var.value)
