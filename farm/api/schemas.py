@@ -2,25 +2,70 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints, WithJsonSchema, field_validator
 
+from farm.api.limits import Line, NoControl
+from farm.db.repository import JobLine
 from farm.domain.records import ArtifactRecord, BuildRecord, JobRecord
+
+MAX_PATH = 4096  # PATH_MAX: a repository's path or URL
+MAX_PATH_PART = 255  # NAME_MAX: one component of a path
+MAX_VARIABLES = 1000  # variables (or secrets) of one build request
+MAX_VALUE = 1024 * 1024  # one variable's value (what a job assignment carries, at most)
+
+RepoText = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PATH), NoControl()]
+_NAME_RULE = NoControl(also="=")
+_VALUE_RULE = NoControl(text=True)
+VariableName = Annotated[str, StringConstraints(min_length=1, max_length=255), _NAME_RULE]
+VariableValue = Annotated[str, StringConstraints(max_length=MAX_VALUE), _VALUE_RULE]
+Variables = Annotated[
+    dict[VariableName, VariableValue],
+    Field(max_length=MAX_VARIABLES),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "maxProperties": MAX_VARIABLES,
+            "propertyNames": {"minLength": 1, "maxLength": 255, "pattern": _NAME_RULE.pattern},
+            "additionalProperties": {
+                "type": "string",
+                "maxLength": MAX_VALUE,
+                "pattern": _VALUE_RULE.pattern,
+            },
+        }
+    ),
+]
 
 
 class BuildRequest(BaseModel):
-    """``POST /api/v1/builds``."""
+    """``POST /api/v1/builds``: every string bounded, no control characters (422 otherwise)."""
 
-    repo: str = Field(description="git URL or a path on the coordinator host")
-    ref: str | None = Field(default=None, description="branch or tag; default: the repo's HEAD")
-    commit: str | None = Field(default=None, description="exact commit; default: the ref's tip")
-    variables: dict[str, str] = Field(default_factory=dict)
-    secrets: dict[str, str] = Field(
+    repo: RepoText = Field(description="git URL or a path on the coordinator host")
+    ref: Line | None = Field(default=None, description="branch or tag; default: the repo's HEAD")
+    commit: Line | None = Field(default=None, description="exact commit; default: the ref's tip")
+    variables: Variables = Field(default_factory=dict)
+    secrets: Variables = Field(
         default_factory=dict,
         description="masked variables: given to jobs, masked in logs, never shown",
     )
+
+    @field_validator("repo")
+    @classmethod
+    def _path_fits(cls, repo: str) -> str:
+        # A local path the host can look up at all: PATH_MAX and NAME_MAX bytes, a known
+        # user in ``~user``.  (URLs are git's to judge.)
+        if "://" in repo or repo.startswith("git@"):
+            return repo
+        if len(repo.encode()) >= MAX_PATH:
+            raise ValueError(f"a path of {MAX_PATH} bytes or more")
+        if any(len(part.encode()) > MAX_PATH_PART for part in repo.split("/")):
+            raise ValueError(f"a path component is over {MAX_PATH_PART} bytes")
+        if repo.startswith("~") and os.path.expanduser(repo).startswith("~"):
+            raise ValueError(f"no such user: {repo.split('/', 1)[0][:64]!r}")
+        return repo
 
 
 class ArtifactOut(BaseModel):
@@ -150,3 +195,39 @@ class BuildOut(BaseModel):
             jobs=[JobOut.of(j) for j in b.jobs],
             parent_build=b.parent_build_id,
         )
+
+
+def build_document(build: BuildRecord, jobs: list[JobLine]) -> bytes:
+    """``BuildOut`` of a build and its job lines (``Store.job_lines``) as JSON bytes.
+
+    The same document as ``BuildOut.of(store.get_build(id))``, without parsing any job
+    spec or validating every job again: a 10,000-job build is served in a fraction of a
+    second. The rows come from the database, so ``model_construct`` is safe here.
+    """
+    doc = BuildOut.of(build)  # the build's own fields, validated (it has no jobs here)
+    doc.jobs = [
+        JobOut.model_construct(
+            id=j.id,
+            build_id=j.build_id,
+            name=j.name,
+            stage=j.stage,
+            status=str(j.status),
+            attempt=j.attempt,
+            exit_code=j.exit_code,
+            reason=j.reason,
+            image=j.image,
+            worker=j.worker,
+            when=j.when,
+            allow_failure=j.allow_failure,
+            needs=list(j.needs) if j.needs is not None else None,
+            started_at=j.started_at,
+            finished_at=j.finished_at,
+            duration=round((j.finished_at - j.started_at).total_seconds(), 3)
+            if j.started_at and j.finished_at
+            else None,
+            artifacts=[ArtifactOut.of(a) for a in j.artifacts],
+            coverage=j.coverage,
+        )
+        for j in jobs
+    ]
+    return doc.model_dump_json().encode()

@@ -12,17 +12,59 @@ real one): **every status change is a compare-and-set**. ``cas_job`` and ``cas_b
 apply their fields only when the row's status is one of ``from_statuses`` (and, for a
 job, its attempt is ``expect_attempt``) and say whether they did; of two concurrent
 callers from the same state exactly one wins. Reads return plain records
-(``farm.domain.records``), never live rows.
+(``farm.domain.records``), never live rows. The bulk forms (``cas_jobs``,
+``cas_jobs_of_build``) apply the same WHERE to many rows in one statement and say which
+rows changed.
+
+The dispatch outbox: a job made ``pending`` has no ``queued_at`` until the broker took
+its message (``mark_queued``); ``outbox`` finds pending jobs whose message may be missing.
+A dispatcher that can also describe its broker (:class:`BrokerProbe`) lets the
+coordinator notice messages lost with the broker (``coordinator/service.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from farm.domain.records import ArtifactRecord, BuildRecord, JobRecord, NewBuild
 from farm.domain.statuses import BuildStatus
+
+
+class JobState(Protocol):
+    """A job's current state, without its spec: what deciding a build's next step reads."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def attempt(self) -> int: ...
+    @property
+    def exit_code(self) -> int | None: ...
+    @property
+    def reason(self) -> str | None: ...
+
+
+class Queued(Protocol):
+    """A pending job in the outbox, with what is known of its message."""
+
+    @property
+    def job(self) -> JobRecord:
+        """The job (its current attempt is the one to send)."""
+
+    @property
+    def queued_at(self) -> datetime | None:
+        """When the broker took the attempt's message; None: never (send it)."""
+
+    @property
+    def queued_epoch(self) -> str | None:
+        """The broker incarnation it was sent to (:meth:`BrokerProbe.broker_epoch`)."""
+
+    @property
+    def due_at(self) -> datetime | None:
+        """When a delayed job may start (a re-send keeps the rest of the delay)."""
 
 
 class Store(Protocol):
@@ -34,8 +76,10 @@ class Store(Protocol):
         """Persist a build and all its jobs (status ``created``, attempt 1) atomically;
         returns the build's id."""
 
-    def get_build(self, build_id: int) -> BuildRecord:
-        """A build with its jobs (in definition order) and their artifacts; NotFound if none."""
+    def get_build(self, build_id: int, with_jobs: bool = True) -> BuildRecord:
+        """A build with its jobs (in definition order) and their artifacts; NotFound if none.
+
+        ``with_jobs=False``: the build's own fields only (``jobs`` is empty)."""
 
     def list_builds(
         self, limit: int = 50, project: str | None = None, ref: str | None = None
@@ -71,8 +115,42 @@ class Store(Protocol):
         a stale attempt never changes anything.
         """
 
+    def job_states(self, build_id: int) -> Sequence[JobState]:
+        """Every job of a build, in definition order, as its current state only."""
+
+    def cas_jobs(
+        self, job_ids: Iterable[int], from_statuses: Iterable[str], **fields: Any
+    ) -> list[int]:
+        """Bulk :meth:`cas_job` (no attempt check): the ids of the jobs that changed."""
+
+    def cas_jobs_of_build(
+        self, build_id: int, from_statuses: Iterable[str], **fields: Any
+    ) -> list[int]:
+        """One compare-and-set over every job of a build in ``from_statuses`` (a cancel);
+        the ids of the jobs that changed."""
+
     def jobs_with_status(self, statuses: Iterable[str]) -> list[JobRecord]:
         """Every job in one of ``statuses``, by id, without artifacts (watchdog, recovery)."""
+
+    # --- the dispatch outbox -------------------------------------------------------------
+
+    def outbox(
+        self,
+        *,
+        epoch: str | None,
+        stale_before: datetime | None,
+        after_id: int = 0,
+        limit: int = 500,
+    ) -> Sequence[Queued]:
+        """Pending jobs (by id, from ``after_id`` on) whose message may be missing: never
+        queued; queued to a broker ``epoch`` other than this one (if given); queued and
+        due before ``stale_before`` (if given)."""
+
+    def mark_queued(
+        self, attempts: Iterable[tuple[int, int]], at: datetime, epoch: str | None
+    ) -> None:
+        """The broker took the messages of these (job, attempt): record ``at`` and
+        ``epoch`` on those still pending in that attempt."""
 
     # --- resource groups ---------------------------------------------------------------
 
@@ -126,6 +204,22 @@ class Dispatcher(Protocol):
         seconds if given. Delivering twice is harmless: a claim is a compare-and-set."""
 
 
+@runtime_checkable
+class BrokerProbe(Protocol):
+    """What a dispatcher may also tell about its broker (the Celery one on Redis does).
+
+    Without it the coordinator re-sends only what was never sent, plus every pending job
+    after its own restart (as it always did)."""
+
+    def broker_epoch(self) -> str | None:
+        """An id of the broker's current incarnation (Redis ``run_id``): it changes when
+        the broker restarts, and with it every message it held may be gone. None when the
+        broker cannot say; raises when it cannot be reached."""
+
+    def queue_length(self, queue: str) -> int | None:
+        """Messages waiting in ``queue`` (not those a worker holds); None when unknown."""
+
+
 class StoredBlob(Protocol):
     """What storing bytes tells the coordinator (``registry.store.BlobInfo`` fits)."""
 
@@ -154,4 +248,4 @@ class Blobs(Protocol):
         store nothing."""
 
 
-__all__ = ["Blobs", "Dispatcher", "Store", "StoredBlob"]
+__all__ = ["Blobs", "BrokerProbe", "Dispatcher", "JobState", "Queued", "Store", "StoredBlob"]

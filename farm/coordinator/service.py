@@ -3,20 +3,66 @@
 It talks to the world only through narrow interfaces — the :class:`Store`, a
 :class:`Dispatcher` and a blob store — so the decisions stay in ``state`` and
 every change is a compare-and-set that is safe to attempt twice.
+
+Big builds
+----------
+A build's job specs and DAG never change, so each process reads them once and keeps
+them (:class:`_Shape`, a small LRU). An :meth:`~Coordinator.advance` then reads only
+every job's state (one query), decides in memory, and applies each kind of decision to
+all its jobs in one compare-and-set statement (``cas_jobs``); the changes it made are
+applied to its in-memory view, so a chain of skips is followed without reading the
+build again. Jobs without ``needs`` wait for one summary node per earlier stage instead
+of for every earlier job (:meth:`_Shape.nodes`), which keeps deciding O(jobs), not
+O(jobs²). A cancel is one statement over the build's waiting and running jobs. At most
+``_INLINE`` messages are sent by the advance itself; the watchdog pass sends the rest.
+
+The dispatch outbox
+-------------------
+A job made ``pending`` is in the outbox until the broker took its message: its
+``queued_at`` is recorded only after ``Dispatcher.dispatch`` returned, together with the
+broker's *epoch* read before sending (:class:`~farm.coordinator.ports.BrokerProbe`: the
+Redis ``run_id`` from ``INFO server``, new on every redis-server start). The watchdog
+pass (:meth:`~Coordinator.sweep`, every ``FARM_WATCHDOG_INTERVAL``) sends:
+
+(a) every pending job never queued: its publish failed ("could not queue job": the
+    broker was down) or is still to come (beyond ``_INLINE``). While the broker cannot
+    be reached, publishing backs off — 1 s doubling up to ``FARM_DISPATCH_RETRY_MAX`` —
+    and a pass stops at its first failure, so an outage costs one failed publish per
+    back-off step, not one per job; jobs made pending meanwhile simply wait in the outbox;
+(b) every pending job queued to an earlier epoch: a redis-server restarted without
+    persistence lost every message it held, and comparing epochs finds exactly the jobs
+    that had one, without reading the queue. (A restart *with* persistence re-sends them
+    as well: one duplicate per pending job per restart, never a flood.)
+(c) a pending job queued — and due — more than ``FARM_REQUEUE_AFTER`` seconds ago, only
+    while its queue is empty: then no message of it can still be waiting (a worker with
+    prefetch disabled claims a message as soon as it takes it). This catches messages
+    lost without a restart (a worker that gave up its claim while the API was down, a
+    flushed database), and a queue that merely has a backlog is never added to.
+
+After the API's own restart (:meth:`~Coordinator.recover`), (c) applies with no window.
+With a dispatcher that cannot probe its broker, (a) still holds, and a restart re-sends
+every pending job, as before the outbox existed. Every duplicate is harmless: a claim is
+a compare-and-set on (job, attempt, ``pending``), so a canceled, running, finished or
+re-attempted job refuses it. ``when: delayed`` jobs record when they are due
+(``due_at``), and every (re-)send carries the delay that remains.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
-from collections.abc import Callable
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from farm.coordinator.deliverable import deliverable_manifest
 from farm.coordinator.groups import ResourceGroups
-from farm.coordinator.ports import Blobs, Store
+from farm.coordinator.ports import Blobs, BrokerProbe, JobState, Queued, Store, StoredBlob
 from farm.coordinator.ports import Dispatcher as Dispatcher  # re-exported: callers import it here
 from farm.domain import state
 from farm.domain.clock import utcnow
@@ -38,6 +84,12 @@ from farm.settings import Settings
 log = logging.getLogger("farm.coordinator")
 
 _WAITING = (JobStatus.CREATED, JobStatus.PENDING, JobStatus.MANUAL)
+_NOT_FINAL = tuple(s for s in BuildStatus if s not in FINAL_BUILD)
+_INLINE = 500  # messages one advance sends itself; the watchdog pass sends the rest
+_OUTBOX_PAGE = 500  # outbox entries read (and sent) at a time
+_SHAPES_MAX_JOBS = 50_000  # jobs of the build shapes kept in memory, least recent dropped
+_RETRY_FIRST = 1.0  # seconds before the first re-send to a broker that could not be reached
+_FOREVER = timedelta(days=36500)
 
 
 @dataclass(frozen=True)
@@ -56,6 +108,105 @@ class JobResult:
         return self.exit_code == 0 and self.reason is None
 
 
+@dataclass(frozen=True, slots=True)
+class _State:
+    """A job state this process just wrote (a :class:`~farm.coordinator.ports.JobState`)."""
+
+    id: int
+    status: str
+    attempt: int
+    exit_code: int | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """What never changes about a build: its jobs (specs, names, queues) and their DAG.
+
+    A job without ``needs`` waits for every job of the earlier stages. Instead of listing
+    them all (O(jobs²) checks for a big staged pipeline), it lists one summary node,
+    ``barrier[i]``, standing for all jobs of the stages before its own; :meth:`nodes` gives
+    each summary the status that makes ``state.decide`` and ``state.build_status`` answer
+    exactly as they would over the full lists (``tests/unit/coordinator/test_big_builds.py``
+    checks that on random pipelines).
+    """
+
+    jobs: tuple[JobRecord, ...]  # in definition order; only their fixed fields are used
+    index: dict[int, int]  # job id -> position in ``jobs``
+    named: dict[str, int]  # job name -> position in ``jobs``
+    ranks: tuple[int, ...]  # each job's stage, as its index in the build's stages
+    barrier: tuple[str | None, ...]  # each job's summary node (None: nothing earlier)
+
+    @classmethod
+    def of(cls, build: BuildRecord) -> _Shape:
+        """The shape of a build read with its jobs."""
+        rank = {name: i for i, name in enumerate(build.stages)}
+        jobs = tuple(dataclasses.replace(j, artifacts=()) for j in build.jobs)
+        ranks = tuple(rank.get(j.stage, len(rank)) for j in jobs)
+        first = min(ranks, default=0)
+        return cls(
+            jobs=jobs,
+            index={j.id: i for i, j in enumerate(jobs)},
+            named={j.name: i for i, j in enumerate(jobs)},
+            ranks=ranks,
+            barrier=tuple(None if r == first else _summary(r) for r in ranks),
+        )
+
+    def job(self, job_id: int) -> JobRecord:
+        return self.jobs[self.index[job_id]]
+
+    def nodes(self, states: Mapping[int, JobState]) -> dict[str, JobNode]:
+        """The decision graph at ``states``: one node per job (definition order), then
+        one summary node per stage that has earlier stages."""
+        nodes: dict[str, JobNode] = {}
+        per_rank: dict[int, tuple[str | None, bool]] = {}  # (a blocking job, any failing)
+        for job, rank, barrier in zip(self.jobs, self.ranks, self.barrier, strict=True):
+            now = states.get(job.id)
+            if now is None:
+                continue  # not in the store (any more): as if it were not in the pipeline
+            spec = job.spec
+            explicit = spec.needs is not None
+            node = JobNode(
+                name=job.name,
+                status=JobStatus(now.status),
+                when=spec.when,
+                allow_failure=spec.allow_failure
+                or (now.exit_code is not None and now.exit_code in spec.allow_failure_exit_codes),
+                upstream=tuple(n.job for n in spec.needs or ())
+                if explicit
+                else ((barrier,) if barrier else ()),
+                explicit_needs=explicit,
+                reason=now.reason,
+            )
+            nodes[job.name] = node
+            blocker, failing = per_rank.get(rank, (None, False))
+            # The very rules state.decide applies to a job without needs (explicit=False).
+            if blocker is None and state._blocks(node, False):
+                blocker = node.name
+            per_rank[rank] = (blocker, failing or state._is_failing(node))
+        blocker, failing = None, False
+        for i, rank in enumerate(sorted(per_rank)):
+            if i:  # stages before this one exist: summarise them
+                name = _summary(rank)
+                if blocker is not None:  # created, held back by that job: blocks, like it
+                    nodes[name] = JobNode(name, JobStatus.CREATED, upstream=(blocker,))
+                elif failing:  # final and failing, counted by nothing but the decision
+                    nodes[name] = JobNode(
+                        name, JobStatus.SKIPPED, reason=state.SKIP_UPSTREAM_FAILED
+                    )
+                else:
+                    nodes[name] = JobNode(name, JobStatus.SUCCESS)
+            own_blocker, own_failing = per_rank[rank]
+            blocker = blocker or own_blocker
+            failing = failing or own_failing
+        return nodes
+
+
+def _summary(rank: int) -> str:
+    # NUL never appears in a job name read from YAML keys by the loader.
+    return f"\0stages<{rank}"
+
+
 @dataclass
 class Coordinator:
     """Drives builds from job completions (dynamic dispatch, never a static canvas)."""
@@ -65,6 +216,18 @@ class Coordinator:
     dispatcher: Dispatcher
     settings: Settings
     on_build_finished: list[Callable[[BuildRecord], None]] = field(default_factory=list)
+    # Running attempts get a whole lease counted from here: after an API restart, workers
+    # that kept running (and kept retrying their reports) are not declared lost at once.
+    up_since: datetime = field(default_factory=utcnow)
+    clock: Callable[[], float] = time.monotonic  # of the broker back-off (tests replace it)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _shapes: OrderedDict[int, _Shape] = field(default_factory=OrderedDict, init=False, repr=False)
+    _epoch: str | None = field(default=None, init=False, repr=False)  # last broker epoch read
+    # Jobs an advance of this process is making pending and sending: the sweep leaves them
+    # to it (else each would be sent twice when a watchdog pass runs meanwhile).
+    _sending: set[int] = field(default_factory=set, init=False, repr=False)
+    _failures: int = field(default=0, init=False, repr=False)  # publishes failed in a row
+    _retry_at: float = field(default=0.0, init=False, repr=False)  # monotonic; 0: no back-off
 
     @property
     def groups(self) -> ResourceGroups:
@@ -78,112 +241,329 @@ class Coordinator:
         """The build's pipeline, rebuilt from its stored job specs."""
         return Pipeline(stages=build.stages, jobs=tuple(j.spec for j in build.jobs))
 
-    @staticmethod
-    def _nodes(build: BuildRecord) -> dict[str, JobNode]:
-        pipeline = Coordinator.pipeline_of(build)
-        nodes: dict[str, JobNode] = {}
-        for job in build.jobs:
-            spec = job.spec
-            allowed = spec.allow_failure or (
-                job.exit_code is not None and job.exit_code in spec.allow_failure_exit_codes
-            )
-            nodes[job.name] = JobNode(
-                name=job.name,
-                status=JobStatus(job.status),
-                when=spec.when,
-                allow_failure=allowed,
-                upstream=pipeline.upstream(spec),
-                explicit_needs=spec.needs is not None,
-                reason=job.reason,
-            )
-        return nodes
+    def _shape(self, build_id: int) -> _Shape:
+        with self._lock:
+            shape = self._shapes.get(build_id)
+            if shape is not None:
+                self._shapes.move_to_end(build_id)
+                return shape
+        shape = _Shape.of(self.store.get_build(build_id))
+        with self._lock:
+            self._shapes[build_id] = shape
+            kept = sum(len(s.jobs) for s in self._shapes.values())
+            while kept > _SHAPES_MAX_JOBS and len(self._shapes) > 1:
+                _, dropped = self._shapes.popitem(last=False)
+                kept -= len(dropped.jobs)
+        return shape
 
     def advance(self, build_id: int) -> BuildRecord:
-        """Dispatch what became ready, skip what cannot run, settle the build's status."""
-        build = self.store.get_build(build_id)
+        """Dispatch what became ready, skip what cannot run, settle the build's status;
+        returns the build with its jobs."""
+        self._advance(build_id)
+        return self.store.get_build(build_id)
+
+    def _advance(self, build_id: int) -> None:
+        build = self.store.get_build(build_id, with_jobs=False)
         if build.status in FINAL_BUILD:
-            return build
-        for _ in range(len(build.jobs) + 1):
-            changed = False
-            for decision in state.decide(self._nodes(build)):
-                job = build.job_named(decision.name)
-                assert job is not None
-                changed |= self._apply(build, job, decision)
-            build = self.store.get_build(build_id)
-            if not changed:
-                break
-        return self._settle(build)
-
-    def _apply(self, build: BuildRecord, job: JobRecord, decision: state.Decision) -> bool:
-        created = [JobStatus.CREATED]
-        if decision.action == "skip":
-            return self.store.cas_job(
-                job.id,
-                created,
-                status=JobStatus.SKIPPED,
-                reason=decision.reason,
-                finished_at=utcnow(),
-            )
-        if decision.action == "manual":
-            return self.store.cas_job(job.id, created, status=JobStatus.MANUAL)
-        group = job.spec.resource_group
-        if group and not self.groups.take(group, job.id):
-            return False  # waits, still created, until the holder finishes (groups.py)
-        if not self.store.cas_job(job.id, created, status=JobStatus.PENDING):
-            # Someone else moved it: a concurrent advance that dispatched it keeps the
-            # group (same holder id); a job canceled meanwhile must give it back.
-            if group and self.store.get_job(job.id).status in FINAL_JOB:
-                self._release(job)
-            return False
-        countdown = float(job.spec.start_in or 0) if decision.action == "delay" else None
-        self._dispatch(job, build, countdown)
-        return True
-
-    def _dispatch(self, job: JobRecord, build: BuildRecord, countdown: float | None = None) -> None:
+            return
+        shape = self._shape(build_id)
+        states: dict[int, JobState] = {s.id: s for s in self.store.job_states(build_id)}
+        nodes = shape.nodes(states)
+        ready: list[tuple[int, float | None]] = []  # made pending here: (job id, countdown)
+        claimed: set[int] = set()  # in self._sending
         try:
-            self.dispatcher.dispatch(job, build, countdown)
-        except Exception as exc:  # the broker may be down; recovery re-dispatches pending jobs
-            log.error("could not queue job %s (%s): %s", job.id, job.name, exc)
+            for _ in range(len(shape.jobs) + 1):  # each round settles at least one job
+                decisions = state.decide(nodes)
+                if not decisions:
+                    break
+                changed, raced = self._apply(shape, states, decisions, ready, claimed)
+                if raced:  # someone else moved some of them: read where they are
+                    states = {s.id: s for s in self.store.job_states(build_id)}
+                if changed or raced:
+                    nodes = shape.nodes(states)
+                if not changed:
+                    break
+            later = {job_id for job_id, _ in ready[_INLINE:]}
+            if later:  # the watchdog pass sends these
+                self._unclaim(later)
+                claimed -= later
+                log.info(
+                    "build %s: %d job(s) wait in the outbox for the watchdog pass",
+                    build_id,
+                    len(later),
+                )
+            now = [(self._pending(shape, states, job_id), cd) for job_id, cd in ready[:_INLINE]]
+            self._publish(now, build)
+        finally:
+            self._unclaim(claimed)
+        self._settle(build, nodes)
 
-    def _settle(self, build: BuildRecord) -> BuildRecord:
-        status = state.build_status(self._nodes(build), build.cancel_requested)
-        if status == build.status:
-            return build
-        now = utcnow()
-        if status in FINAL_BUILD:
-            if not self.store.cas_build(
-                build.id,
-                [s for s in BuildStatus if s not in FINAL_BUILD],
-                status=status,
-                finished_at=now,
-            ):
-                return self.store.get_build(build.id)
-            build = self.store.get_build(build.id)
-            if status == BuildStatus.SUCCESS:
-                build = self._store_deliverable(build)
-            log.info("build %s finished: %s", build.id, status)
-            for hook in self.on_build_finished:
-                hook(build)
-            return build
-        fields: dict[str, Any] = {"status": status}
-        if status == BuildStatus.RUNNING and build.started_at is None:
-            fields["started_at"] = now
-        self.store.cas_build(build.id, [build.status], **fields)
-        return self.store.get_build(build.id)
+    def _claim_sending(self, ids: Sequence[int], claimed: set[int]) -> None:
+        with self._lock:
+            self._sending.update(ids)
+        claimed.update(ids)
 
-    def _store_deliverable(self, build: BuildRecord) -> BuildRecord:
-        data = deliverable_manifest(build)
-        info = self.blobs.put_stream(iter([data]))
-        self.store.update_build(build.id, deliverable_digest=info.digest)
-        self.store.add_artifact(
-            build_id=build.id,
-            job_id=None,
-            name="deliverable.json",
-            kind=ArtifactKind.DELIVERABLE,
-            digest=info.digest,
-            size=info.size,
+    def _unclaim(self, ids: set[int]) -> None:
+        with self._lock:
+            self._sending -= ids
+
+    @staticmethod
+    def _pending(shape: _Shape, states: Mapping[int, JobState], job_id: int) -> JobRecord:
+        return dataclasses.replace(
+            shape.job(job_id), status=JobStatus.PENDING, attempt=states[job_id].attempt
         )
-        return self.store.get_build(build.id)
+
+    def _apply(
+        self,
+        shape: _Shape,
+        states: dict[int, JobState],
+        decisions: Sequence[state.Decision],
+        ready: list[tuple[int, float | None]],
+        claimed: set[int],
+    ) -> tuple[bool, bool]:
+        """Apply decisions, each kind to all its jobs in one compare-and-set; record the
+        changes in ``states`` and what became pending in ``ready``. Jobs about to become
+        pending are first ``claimed`` for sending. Returns (anything changed, some job was
+        not where we thought)."""
+        now = utcnow()
+        batches: dict[tuple[JobStatus, str | None, float | None], list[int]] = {}
+        grouped: list[tuple[JobRecord, state.Decision]] = []
+        for decision in decisions:
+            job = shape.jobs[shape.named[decision.name]]
+            key: tuple[JobStatus, str | None, float | None]
+            if decision.action == "skip":
+                key = (JobStatus.SKIPPED, decision.reason, None)
+            elif decision.action == "manual":
+                key = (JobStatus.MANUAL, None, None)
+            elif job.spec.resource_group:
+                grouped.append((job, decision))
+                continue
+            elif decision.action == "delay":
+                key = (JobStatus.PENDING, None, float(job.spec.start_in or 0))
+            else:
+                key = (JobStatus.PENDING, None, None)
+            batches.setdefault(key, []).append(job.id)
+        changed = raced = False
+        for (status, reason, delay), ids in batches.items():
+            fields: dict[str, Any] = {"status": status}
+            if status == JobStatus.SKIPPED:
+                fields.update(reason=reason, finished_at=now)
+            if delay is not None:
+                fields["due_at"] = now + timedelta(seconds=delay)
+            if status == JobStatus.PENDING:
+                self._claim_sending(ids, claimed)
+            done = self.store.cas_jobs(ids, [JobStatus.CREATED], **fields)
+            raced |= len(done) < len(ids)
+            changed |= bool(done)
+            for job_id in done:
+                old = states[job_id]
+                states[job_id] = _State(job_id, status, old.attempt, old.exit_code, reason)
+                if status == JobStatus.PENDING:
+                    ready.append((job_id, delay))
+        for job, decision in grouped:
+            group = job.spec.resource_group
+            assert group is not None
+            if not self.groups.take(group, job.id):
+                continue  # waits, still created, until the holder finishes (groups.py)
+            fields = {"status": JobStatus.PENDING}
+            delay = float(job.spec.start_in or 0) if decision.action == "delay" else None
+            if delay is not None:
+                fields["due_at"] = now + timedelta(seconds=delay)
+            self._claim_sending([job.id], claimed)
+            if not self.store.cas_job(job.id, [JobStatus.CREATED], **fields):
+                # Someone else moved it: a concurrent advance that dispatched it keeps the
+                # group (same holder id); a job canceled meanwhile must give it back.
+                if self.store.get_job(job.id).status in FINAL_JOB:
+                    self._release(job)
+                raced = True
+                continue
+            old = states[job.id]
+            states[job.id] = _State(job.id, JobStatus.PENDING, old.attempt, old.exit_code)
+            ready.append((job.id, delay))
+            changed = True
+        return changed, raced
+
+    def _settle(self, build: BuildRecord, nodes: Mapping[str, JobNode]) -> None:
+        status = state.build_status(nodes, build.cancel_requested)
+        if status == BuildStatus.PENDING and (
+            build.started_at is not None or build.status == BuildStatus.RUNNING
+        ):
+            status = BuildStatus.RUNNING  # a retried job does not un-start its build
+        if status == build.status:
+            return
+        now = utcnow()
+        if status not in FINAL_BUILD:
+            fields: dict[str, Any] = {"status": status}
+            if status == BuildStatus.RUNNING and build.started_at is None:
+                fields["started_at"] = now
+            self.store.cas_build(build.id, [build.status], **fields)
+            return
+        fields = {"status": status, "finished_at": now}
+        deliverable: StoredBlob | None = None
+        if status == BuildStatus.SUCCESS:
+            # Stored before the build's final compare-and-set: if the blob store fails, the
+            # build stays unfinished and the next advance (a repeated report, a recovery)
+            # stores it. Two settlers may both store one; the CAS picks the build's.
+            deliverable = self._write_deliverable(build.id, now)
+            fields["deliverable_digest"] = deliverable.digest
+        if not self.store.cas_build(build.id, _NOT_FINAL, **fields):
+            return  # settled by someone else
+        if deliverable is not None:
+            self.store.add_artifact(
+                build_id=build.id,
+                job_id=None,
+                name="deliverable.json",
+                kind=ArtifactKind.DELIVERABLE,
+                digest=deliverable.digest,
+                size=deliverable.size,
+            )
+        finished = self.store.get_build(build.id)
+        log.info("build %s finished: %s", build.id, status)
+        for hook in self.on_build_finished:
+            hook(finished)
+
+    def _write_deliverable(self, build_id: int, finished_at: datetime) -> StoredBlob:
+        build = dataclasses.replace(
+            self.store.get_build(build_id), status=BuildStatus.SUCCESS, finished_at=finished_at
+        )
+        return self.blobs.put_stream(iter([deliverable_manifest(build)]))
+
+    # --- sending messages (the outbox) ---------------------------------------------------
+
+    def _probe(self) -> BrokerProbe | None:
+        return self.dispatcher if isinstance(self.dispatcher, BrokerProbe) else None
+
+    def _publish(
+        self,
+        items: Sequence[tuple[JobRecord, float | None]],
+        build: BuildRecord | None = None,
+        *,
+        force: bool = False,
+    ) -> int:
+        """Send each (job, countdown) and record the ones the broker took; stop at the
+        first failure (the rest stay in the outbox). While backing off from a failure,
+        send nothing unless ``force``. Returns how many were sent."""
+        if not items:
+            return 0
+        if not force and self.clock() < self._retry_at:
+            log.warning(
+                "broker unreachable a moment ago: %d job(s) wait in the outbox for the "
+                "watchdog pass",
+                len(items),
+            )
+            return 0
+        builds = {build.id: build} if build is not None else {}
+        for job, _ in items:
+            if job.build_id not in builds:
+                builds[job.build_id] = self.store.get_build(job.build_id, with_jobs=False)
+        epoch = self._epoch_before_sending()
+        sent: list[tuple[int, int]] = []
+        try:
+            for job, countdown in items:
+                try:
+                    self.dispatcher.dispatch(job, builds[job.build_id], countdown or None)
+                except Exception as exc:  # the broker is down: the watchdog pass re-sends
+                    log.error(
+                        "could not queue job %s (%s): %s; %d job(s) left in the outbox",
+                        job.id,
+                        job.name,
+                        exc,
+                        len(items) - len(sent),
+                    )
+                    self._broker_failed()
+                    return len(sent)
+                sent.append((job.id, job.attempt))
+            self._failures, self._retry_at = 0, 0.0
+            return len(sent)
+        finally:
+            if sent:
+                self.store.mark_queued(sent, utcnow(), epoch)
+
+    def _epoch_before_sending(self) -> str | None:
+        """The broker epoch to record with messages about to be sent. Read *before*
+        sending (or earlier: the last sweep's), so a broker that restarts in between
+        leaves an old epoch on them, and the next sweep re-sends them."""
+        probe = self._probe()
+        if probe is not None and self._epoch is None:
+            try:
+                self._epoch = probe.broker_epoch()
+            except Exception:
+                return None  # unknown: the next sweep re-sends them once
+        return self._epoch
+
+    def _broker_failed(self) -> None:
+        self._failures = min(self._failures + 1, 30)
+        wait = min(self.settings.dispatch_retry_max, _RETRY_FIRST * 2 ** (self._failures - 1))
+        self._retry_at = self.clock() + wait
+        self._epoch = None
+
+    def sweep(self, *, restart: bool = False) -> int:
+        """The outbox pass (see the module's docstring): send what was never sent, re-send
+        what the broker lost. ``restart``: right after this process started. Returns how
+        many messages were sent."""
+        if not restart and self.clock() < self._retry_at:
+            return 0
+        probe = self._probe()
+        epoch: str | None = None
+        now = utcnow()
+        stale_before: datetime | None = None
+        if probe is not None:
+            try:
+                epoch = probe.broker_epoch()
+            except Exception as exc:
+                log.warning("broker unreachable (%s): pending jobs wait in the outbox", exc)
+                self._broker_failed()
+                return 0
+            self._epoch = epoch
+            window = 0.0 if restart else self.settings.requeue_after
+            stale_before = now - timedelta(seconds=window)
+        elif restart:  # cannot tell what the broker still holds: every pending job again
+            stale_before = now + _FOREVER
+        queues: dict[str, int | None] = {}
+        sent = after = 0
+        while True:
+            page = self.store.outbox(
+                epoch=epoch, stale_before=stale_before, after_id=after, limit=_OUTBOX_PAGE
+            )
+            if not page:
+                break
+            after = page[-1].job.id
+            with self._lock:
+                sending = set(self._sending)
+            items = [
+                (entry.job, _countdown(entry.due_at, now))
+                for entry in page
+                if entry.job.id not in sending and self._missing(entry, epoch, probe, queues)
+            ]
+            done = self._publish(items, force=True)
+            sent += done
+            if done < len(items) or len(page) < _OUTBOX_PAGE:
+                break
+        if sent:
+            log.warning("outbox: sent %d pending job message(s) the broker did not hold", sent)
+        return sent
+
+    @staticmethod
+    def _missing(
+        entry: Queued,
+        epoch: str | None,
+        probe: BrokerProbe | None,
+        queues: dict[str, int | None],
+    ) -> bool:
+        """Whether the outbox entry's message must be (re-)sent: (a), (b) or (c)."""
+        if entry.queued_at is None:
+            return True  # (a) never sent
+        if epoch is not None and entry.queued_epoch != epoch:
+            return True  # (b) sent to a broker that restarted since
+        if probe is None:
+            return True  # after a restart, without a probe: all of them
+        queue = entry.job.queue
+        if queue not in queues:
+            try:
+                queues[queue] = probe.queue_length(queue)
+            except Exception:
+                queues[queue] = None
+        return queues[queue] == 0  # (c) not claimed long after it was due, queue empty
 
     # --- worker reports --------------------------------------------------------------
 
@@ -225,7 +605,11 @@ class Coordinator:
         """An attempt ended: record it, retry per ``retry:``, advance the build."""
         job = self.store.get_job(job_id)
         if job.attempt != attempt or job.status != JobStatus.RUNNING:
-            return job  # a stale or duplicate report changes nothing
+            if job.attempt == attempt and job.status in FINAL_JOB:
+                # The same report again (its answer was lost, or settling the build failed
+                # after the job was recorded): complete what the first one could not.
+                self._advance(job.build_id)
+            return job  # a stale or duplicate report changes nothing else
         for art in result.artifacts:
             if not self.blobs.has(art.digest):
                 raise UploadError(f"artifact {art.name} ({art.digest}) was not uploaded")
@@ -245,8 +629,7 @@ class Coordinator:
                 status=JobStatus.PENDING,
                 **_reset(attempt + 1),
             ):
-                build = self.store.get_build(job.build_id)
-                self._dispatch(self.store.get_job(job_id), build)
+                self._publish([(self.store.get_job(job_id), None)])
             return self.store.get_job(job_id)
         status = JobStatus.SUCCESS if result.succeeded else JobStatus.FAILED
         reason = result.reason or (None if result.succeeded else FailureReason.SCRIPT_FAILURE)
@@ -274,32 +657,39 @@ class Coordinator:
                 expires_at=now + timedelta(seconds=art.expire_in) if art.expire_in else None,
             )
         self._release(job)
-        self.advance(job.build_id)
+        self._advance(job.build_id)
         return self.store.get_job(job_id)
 
     def _release(self, job: JobRecord) -> None:
         """A job reached a final status: free its resource group, wake who waits on it."""
         if job.spec.resource_group:
-            self.groups.release(job.spec.resource_group, job.id, self.advance)
+            self.groups.release(job.spec.resource_group, job.id, self._advance)
 
     # --- people ----------------------------------------------------------------------
 
     def cancel(self, build_id: int) -> BuildRecord:
-        """Cancel a build: waiting jobs never start, running ones are stopped by their worker."""
-        build = self.store.get_build(build_id)
+        """Cancel a build: waiting jobs never start, running ones are stopped by their worker.
+
+        One compare-and-set over every waiting and running job of the build; messages
+        still queued for them are refused when a worker tries to claim them. Returns the
+        build without its jobs (``store.get_build`` or ``job_lines`` reads them).
+        """
+        build = self.store.get_build(build_id, with_jobs=False)
         if build.status in FINAL_BUILD:
             raise Conflict(f"build {build_id} has already finished ({build.status})")
         self.store.update_build(build_id, cancel_requested=True)
-        for job in build.jobs:
-            if job.status in (*_WAITING, JobStatus.RUNNING) and self.store.cas_job(
-                job.id,
-                [job.status],
-                status=JobStatus.CANCELED,
-                reason=FailureReason.CANCELED,
-                finished_at=utcnow(),
-            ):
-                self._release(job)
-        return self.advance(build_id)
+        canceled = self.store.cas_jobs_of_build(
+            build_id,
+            [*_WAITING, JobStatus.RUNNING],
+            status=JobStatus.CANCELED,
+            reason=FailureReason.CANCELED,
+            finished_at=utcnow(),
+        )
+        shape = self._shape(build_id)
+        for job_id in canceled:
+            self._release(shape.job(job_id))
+        self._advance(build_id)
+        return self.store.get_build(build_id, with_jobs=False)
 
     def play(self, job_id: int) -> JobRecord:
         """Start a manual job."""
@@ -315,25 +705,34 @@ class Coordinator:
             if group and self.store.get_job(job_id).status in FINAL_JOB:
                 self.store.release_resource_group(group, job_id)
             raise Conflict(f"job {job_id} was started by someone else")
-        self.store.cas_build(
-            job.build_id,
-            list(BuildStatus),
-            status=BuildStatus.RUNNING,
-            finished_at=None,
-        )
-        build = self.store.get_build(job.build_id)
-        self._dispatch(self.store.get_job(job_id), build)
+        build = self.store.get_build(job.build_id, with_jobs=False)
+        fields: dict[str, Any] = {"status": BuildStatus.RUNNING, "finished_at": None}
+        if build.started_at is None:  # a build a person starts starts now
+            fields["started_at"] = utcnow()
+        self.store.cas_build(job.build_id, list(BuildStatus), **fields)
+        self._publish([(self.store.get_job(job_id), None)], build)
         return self.store.get_job(job_id)
 
     # --- recovery --------------------------------------------------------------------
 
     def watchdog(self) -> list[int]:
-        """Retry (or fail) running attempts whose worker stopped sending heartbeats."""
-        cutoff = utcnow() - timedelta(seconds=self.settings.job_lease_seconds)
+        """One watchdog pass: retry (or fail) running attempts whose worker stopped sending
+        heartbeats, then the outbox (:meth:`sweep`). Returns the attempts' job ids."""
+        touched = self._lost_attempts()
+        try:
+            self.sweep()
+        except Exception as exc:  # the database or the broker: the next pass tries again
+            log.error("outbox pass failed: %s", exc)
+        return touched
+
+    def _lost_attempts(self) -> list[int]:
+        now = utcnow()
+        cutoff = now - timedelta(seconds=self.settings.job_lease_seconds)
         touched: list[int] = []
         for job in self.store.jobs_with_status([JobStatus.RUNNING]):
             beat = job.heartbeat_at or job.started_at
-            if beat is None or beat >= cutoff:
+            # Silence while this process was not running does not count against a lease.
+            if beat is None or max(beat, self.up_since) >= cutoff:
                 continue
             if job.lost_count < self.settings.max_lost_retries:
                 fields = _reset(job.attempt + 1)
@@ -346,29 +745,31 @@ class Coordinator:
                     **fields,
                 ):
                     log.warning("job %s lost its worker %s; retrying", job.id, job.worker)
-                    self._dispatch(self.store.get_job(job.id), self.store.get_build(job.build_id))
+                    self._publish([(self.store.get_job(job.id), None)])
             elif self.store.cas_job(
                 job.id,
                 [JobStatus.RUNNING],
                 expect_attempt=job.attempt,
                 status=JobStatus.FAILED,
                 reason=FailureReason.WORKER_LOST,
-                finished_at=utcnow(),
+                finished_at=now,
             ):
                 self._release(job)
-                self.advance(job.build_id)
+                self._advance(job.build_id)
             touched.append(job.id)
         return touched
 
     def recover(self) -> int:
-        """After a restart: re-queue pending jobs (duplicates are refused by claim)."""
-        count = 0
+        """After a restart: free stuck groups, send pending jobs whose message may be
+        missing (every one, without a broker probe), advance every unfinished build.
+        Returns how many messages were sent."""
         self.groups.recover()
-        for job in self.store.jobs_with_status([JobStatus.PENDING]):
-            self._dispatch(job, self.store.get_build(job.build_id))
-            count += 1
+        count = self.sweep(restart=True)
         for build_id in self.store.active_build_ids():
-            self.advance(build_id)
+            try:
+                self._advance(build_id)
+            except Exception:  # one broken build must not keep the others waiting
+                log.exception("advancing build %s after a restart failed", build_id)
         return count
 
     def live_attempts(self, pairs: list[tuple[int, int]]) -> list[bool]:
@@ -384,6 +785,14 @@ class Coordinator:
         return out
 
 
+def _countdown(due_at: datetime | None, now: datetime) -> float | None:
+    """Seconds until ``due_at`` (None once due): what a re-sent delayed job still waits."""
+    if due_at is None:
+        return None
+    left = (due_at - now).total_seconds()
+    return left if left > 0 else None
+
+
 def _reset(attempt: int) -> dict[str, Any]:
     return {
         "attempt": attempt,
@@ -394,6 +803,9 @@ def _reset(attempt: int) -> dict[str, Any]:
         "reason": None,
         "finished_at": None,
         "log_bytes": 0,
+        "queued_at": None,  # the new attempt is in the outbox until its message is sent
+        "queued_epoch": None,
+        "due_at": None,  # a retry starts at once
     }
 
 

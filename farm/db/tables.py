@@ -81,6 +81,12 @@ class JobRow(Base):
     log_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     coverage: Mapped[float | None] = mapped_column(Float, nullable=True)
     resource_group: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
+    # The dispatch outbox (coordinator/service.py): set once the broker took this attempt's
+    # message (NULL: not sent yet), and the broker incarnation (Redis run_id) it went to.
+    queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    queued_epoch: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # A ``when: delayed`` job's start time: a re-sent message keeps the remaining delay.
+    due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class ArtifactRow(Base):

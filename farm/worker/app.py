@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+
+import redis
 from celery import Celery
 
 from farm.domain.records import BuildRecord, JobRecord
@@ -38,11 +41,23 @@ def make_celery(settings: Settings) -> Celery:
     return app
 
 
+# How kombu's Redis transport names a queue's lists: the queue, then one list per
+# priority step above 0 (``kombu.transport.redis.Channel._q_for_pri``).
+_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
+
+
 class CeleryDispatcher:
-    """Queues job attempts as Celery messages named after the build and job (Flower)."""
+    """Queues job attempts as Celery messages named after the build and job (Flower).
+
+    On a Redis broker it is also a ``BrokerProbe``: the coordinator's outbox asks it for
+    Redis' ``run_id`` (new on every restart: the messages may be gone) and for the length
+    of a queue (coordinator/service.py explains what for).
+    """
 
     def __init__(self, app: Celery) -> None:
         self.app = app
+        self._redis: redis.Redis | None = None
+        self._lock = threading.Lock()
 
     def dispatch(self, job: JobRecord, build: BuildRecord, countdown: float | None = None) -> None:
         """Send ``run_job(job.id, job.attempt)`` to the job's queue."""
@@ -53,3 +68,33 @@ class CeleryDispatcher:
             countdown=countdown or None,
             shadow=f"build {build.id} · {job.name} #{job.attempt}",
         )
+
+    def _client(self) -> redis.Redis | None:
+        url = str(self.app.conf.broker_url or "")
+        if not url.startswith(("redis://", "rediss://")):
+            return None  # another broker: no epoch, no queue lengths (the outbox still works)
+        with self._lock:
+            if self._redis is None:
+                # Short timeouts: the watchdog pass asks, and must not hang on a dead broker.
+                self._redis = redis.Redis.from_url(
+                    url, socket_timeout=3, socket_connect_timeout=3, health_check_interval=10
+                )
+            return self._redis
+
+    def broker_epoch(self) -> str | None:
+        """Redis' ``run_id``: a new one means redis-server restarted since."""
+        client = self._client()
+        if client is None:
+            return None
+        run_id = client.info("server").get("run_id")
+        return str(run_id) if run_id else None
+
+    def queue_length(self, queue: str) -> int | None:
+        """Messages waiting in ``queue`` (every priority); a worker's reserved ones aside."""
+        client = self._client()
+        if client is None:
+            return None
+        with client.pipeline(transaction=False) as pipe:
+            for suffix in _PRIORITY_SUFFIXES:
+                pipe.llen(queue + suffix)
+            return sum(int(n) for n in pipe.execute())

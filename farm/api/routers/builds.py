@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
 
 from farm.api.deps import BlobsDep, CoordinatorDep, StoreDep
-from farm.api.schemas import BuildOut, BuildRequest
+from farm.api.errors import errors
+from farm.api.limits import MAX_ID, BuildIdPath, Line
+from farm.api.schemas import BuildOut, BuildRequest, build_document
 from farm.coordinator.submit import Submission, submit
 from farm.errors import NotFound
 
 router = APIRouter(prefix="/api/v1/builds", tags=["builds"])
 
 
-@router.post("", status_code=201, response_model=BuildOut)
+@router.post(
+    "",
+    status_code=201,
+    response_model=BuildOut,
+    responses=errors(
+        422,
+        s422="Invalid request; or the repository, ref or commit cannot be read; or the "
+        "pipeline cannot run (``problems`` lists every file:line:col)",
+    ),
+)
 def create_build(body: BuildRequest, coord: CoordinatorDep, response: Response) -> BuildOut:
     """Build a commit: resolve it, read its pipeline, queue its first jobs."""
     build = submit(
@@ -31,26 +44,45 @@ def create_build(body: BuildRequest, coord: CoordinatorDep, response: Response) 
 
 @router.get("", response_model=list[BuildOut])
 def list_builds(
-    store: StoreDep, limit: int = 50, project: str | None = None, ref: str | None = None
+    store: StoreDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_ID, description="at most 500 are listed")] = 50,
+    project: Line | None = None,
+    ref: Line | None = None,
 ) -> list[BuildOut]:
     """Newest builds first (without jobs)."""
     return [BuildOut.of(b) for b in store.list_builds(min(limit, 500), project, ref)]
 
 
-@router.get("/{build_id}", response_model=BuildOut)
-def get_build(build_id: int, store: StoreDep) -> BuildOut:
+@router.get("/{build_id}", response_model=BuildOut, responses=errors(404))
+def get_build(build_id: BuildIdPath, store: StoreDep) -> Response:
     """The build document with every job and its artifacts."""
-    return BuildOut.of(store.get_build(build_id))
+    return _document(store, build_id)
 
 
-@router.post("/{build_id}/cancel", response_model=BuildOut)
-def cancel_build(build_id: int, coord: CoordinatorDep) -> BuildOut:
+@router.post("/{build_id}/cancel", response_model=BuildOut, responses=errors(404, 409))
+def cancel_build(build_id: BuildIdPath, coord: CoordinatorDep, store: StoreDep) -> Response:
     """Cancel: waiting jobs never start, running containers are stopped."""
-    return BuildOut.of(coord.cancel(build_id))
+    coord.cancel(build_id)
+    return _document(store, build_id)
 
 
-@router.get("/{build_id}/deliverable")
-def get_deliverable(build_id: int, store: StoreDep, blobs: BlobsDep) -> Response:
+def _document(store: StoreDep, build_id: int) -> Response:
+    # Two queries and no re-validation of every job: fast for a 10,000-job build.
+    return Response(build_document(*store.job_lines(build_id)), media_type="application/json")
+
+
+@router.get(
+    "/{build_id}/deliverable",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The deliverable manifest (JSON), as stored under its digest",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        },
+        **errors(404, 500),
+    },
+)
+def get_deliverable(build_id: BuildIdPath, store: StoreDep, blobs: BlobsDep) -> Response:
     """The deliverable manifest of a green build, verified against its digest."""
     build = store.get_build(build_id)
     if not build.deliverable_digest:

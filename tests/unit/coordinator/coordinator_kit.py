@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from fakes import FakeBlobs, FakeStore, RecordingDispatcher
+from fakes import FakeBlobs, FakeStore, ProbingDispatcher, RecordingDispatcher
 
 from farm.coordinator.service import Coordinator, JobResult
+from farm.domain.clock import utcnow
 from farm.domain.messages import ArtifactReport
 from farm.domain.records import BuildRecord, JobRecord, NewBuild
+from farm.domain.specs import PipelineLimits
 from farm.domain.state import queue_for
 from farm.domain.statuses import BuildStatus, JobStatus
 from farm.pipeline import PipelineContext, load_pipeline
@@ -36,15 +39,36 @@ def artifact(
     )
 
 
+class FakeClock:
+    """A monotonic clock that moves only when told (the coordinator's broker back-off)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 class Rig:
     """Coordinator + fake store, blobs and dispatcher, plus a worker's moves."""
 
-    def __init__(self, tmp_path: Path, **settings: Any) -> None:
+    def __init__(self, tmp_path: Path, *, probe: bool = False, **settings: Any) -> None:
+        """``probe``: the dispatcher's broker tells its epoch and queue lengths
+        (:class:`ProbingDispatcher`), as the Celery one on Redis does."""
         self.store = FakeStore()
         self.blobs = FakeBlobs()
-        self.dispatcher = RecordingDispatcher()
+        self.dispatcher = ProbingDispatcher() if probe else RecordingDispatcher()
         self.settings = Settings(data_dir=tmp_path, **settings)
-        self.coord = Coordinator(self.store, self.blobs, self.dispatcher, self.settings)
+        self.clock = FakeClock()
+        self.coord = Coordinator(
+            self.store, self.blobs, self.dispatcher, self.settings, clock=self.clock
+        )
+        # The API has been up for a while: leases count from heartbeats alone (tests of a
+        # restarted API set ``coord.up_since`` themselves).
+        self.coord.up_since = utcnow() - timedelta(hours=1)
         self.finished: list[BuildRecord] = []
         self.coord.on_build_finished.append(self.finished.append)
 
@@ -57,10 +81,15 @@ class Rig:
         *,
         project: str = "app",
         ref: str = "main",
+        limits: PipelineLimits | None = None,
     ) -> int:
         """Load ``yaml_text``, persist its build as ``submit`` does and advance it."""
         text = textwrap.dedent(yaml_text)
-        context = PipelineContext(variables=dict(variables or {}), read=lambda _: None)
+        context = PipelineContext(
+            variables=dict(variables or {}),
+            read=lambda _: None,
+            limits=limits or PipelineLimits(),
+        )
         pipeline = load_pipeline(text, ".gitlab-ci.yml", context)
         new = NewBuild(
             project=project,

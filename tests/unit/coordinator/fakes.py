@@ -5,6 +5,9 @@ are capped with the real store's marker, reads return fresh frozen records. They
 not a second database: the real store keeps its own contract tests
 (``tests/integration/db``). ``_conforms`` at the bottom makes mypy fail if a fake drifts
 from :mod:`farm.coordinator.ports`.
+
+``FakeStore.calls`` counts calls of each port method, so tests can check that the
+coordinator's work per step does not grow with the size of a build.
 """
 
 from __future__ import annotations
@@ -12,30 +15,64 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import threading
+from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from farm.coordinator.ports import Blobs, Dispatcher, Store
+from farm.coordinator.ports import Blobs, BrokerProbe, Dispatcher, Store
 from farm.domain.clock import utcnow
 from farm.domain.records import ArtifactRecord, BuildRecord, JobRecord, NewBuild
 from farm.domain.statuses import ACTIVE_BUILD, BuildStatus, JobStatus
 from farm.errors import DigestMismatch, NotFound, UploadError
 from farm.registry.store.digests import BlobInfo
 
+_PORT = frozenset(n for n in dir(Store) if not n.startswith("_"))
+# Job columns the records do not carry (the outbox's, a delayed job's due time).
+_OUTBOX_COLUMNS = frozenset({"queued_at", "queued_epoch", "due_at"})
+
+
+@dataclass(frozen=True)
+class State:
+    """``ports.JobState``."""
+
+    id: int
+    status: str
+    attempt: int
+    exit_code: int | None
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class Outboxed:
+    """``ports.Queued``."""
+
+    job: JobRecord
+    queued_at: datetime | None
+    queued_epoch: str | None
+    due_at: datetime | None
+
 
 class FakeStore:
     """Builds, jobs, groups, artifacts and logs in dicts; one lock makes each call atomic."""
 
     def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()  # port method -> how many times it was called
         self._lock = threading.Lock()
         self._builds: dict[int, BuildRecord] = {}  # stored without jobs
         self._jobs: dict[int, JobRecord] = {}  # stored without artifacts
+        self._outbox: dict[int, dict[str, Any]] = {}  # job -> its _OUTBOX_COLUMNS
         self._artifacts: list[ArtifactRecord] = []
         self._groups: dict[str, int | None] = {}
         self.logs: dict[tuple[int, int], list[str]] = {}  # (job, attempt) -> chunks
         self._next_build = 1
         self._next_job = 1
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in _PORT:
+            object.__getattribute__(self, "calls")[name] += 1
+        return object.__getattribute__(self, name)
 
     # --- builds ----------------------------------------------------------------------
 
@@ -74,11 +111,13 @@ class FakeStore:
                 )
             return build_id
 
-    def get_build(self, build_id: int) -> BuildRecord:
+    def get_build(self, build_id: int, with_jobs: bool = True) -> BuildRecord:
         with self._lock:
             build = self._builds.get(build_id)
             if build is None:
                 raise NotFound(f"build {build_id} does not exist")
+            if not with_jobs:
+                return build
             jobs = sorted(
                 (j for j in self._jobs.values() if j.build_id == build_id),
                 key=lambda j: j.position,
@@ -136,13 +175,103 @@ class FakeStore:
                 return False
             if expect_attempt is not None and job.attempt != expect_attempt:
                 return False
-            self._jobs[job_id] = _set(job, fields, JobStatus)
+            self._set_job(job, fields)
             return True
+
+    def _set_job(self, job: JobRecord, fields: dict[str, Any]) -> None:
+        extra = {k: v for k, v in fields.items() if k in _OUTBOX_COLUMNS}
+        self._outbox.setdefault(job.id, {}).update(extra)
+        rest = {k: v for k, v in fields.items() if k not in _OUTBOX_COLUMNS}
+        self._jobs[job.id] = _set(job, rest, JobStatus)
+
+    def job_states(self, build_id: int) -> list[State]:
+        with self._lock:
+            jobs = sorted(
+                (j for j in self._jobs.values() if j.build_id == build_id),
+                key=lambda j: j.position,
+            )
+            return [State(j.id, j.status, j.attempt, j.exit_code, j.reason) for j in jobs]
+
+    def cas_jobs(
+        self, job_ids: Iterable[int], from_statuses: Iterable[str], **fields: Any
+    ) -> list[int]:
+        wanted = set(from_statuses)
+        with self._lock:
+            done = []
+            for job_id in job_ids:
+                job = self._jobs.get(job_id)
+                if job is not None and job.status in wanted:
+                    self._set_job(job, fields)
+                    done.append(job_id)
+            return done
+
+    def cas_jobs_of_build(
+        self, build_id: int, from_statuses: Iterable[str], **fields: Any
+    ) -> list[int]:
+        wanted = set(from_statuses)
+        with self._lock:
+            done = []
+            for job in sorted(self._jobs.values(), key=lambda j: j.id):
+                if job.build_id == build_id and job.status in wanted:
+                    self._set_job(job, fields)
+                    done.append(job.id)
+            return done
 
     def jobs_with_status(self, statuses: Iterable[str]) -> list[JobRecord]:
         wanted = set(statuses)
         with self._lock:
             return [j for _, j in sorted(self._jobs.items()) if j.status in wanted]
+
+    # --- the dispatch outbox -------------------------------------------------------------
+
+    def outbox(
+        self,
+        *,
+        epoch: str | None,
+        stale_before: datetime | None,
+        after_id: int = 0,
+        limit: int = 500,
+    ) -> list[Outboxed]:
+        out: list[Outboxed] = []
+        with self._lock:
+            for job_id, job in sorted(self._jobs.items()):
+                if job_id <= after_id or job.status != JobStatus.PENDING:
+                    continue
+                o = self._outbox.get(job_id, {})
+                at, ep, due = o.get("queued_at"), o.get("queued_epoch"), o.get("due_at")
+                stale = (
+                    stale_before is not None
+                    and at is not None
+                    and at < stale_before
+                    and (due is None or due < stale_before)
+                )
+                if at is None or (epoch is not None and ep != epoch) or stale:
+                    out.append(Outboxed(job, at, ep, due))
+                if len(out) == limit:
+                    break
+            return out
+
+    def mark_queued(
+        self, attempts: Iterable[tuple[int, int]], at: datetime, epoch: str | None
+    ) -> None:
+        with self._lock:
+            for job_id, attempt in attempts:
+                job = self._jobs.get(job_id)
+                if job is not None and job.attempt == attempt and job.status == JobStatus.PENDING:
+                    self._outbox.setdefault(job_id, {}).update(queued_at=at, queued_epoch=epoch)
+
+    def outbox_of(self, job_id: int) -> dict[str, Any]:
+        """The job's outbox columns (tests)."""
+        with self._lock:
+            return dict(self._outbox.get(job_id, {}))
+
+    def backdate_queued(self, job_id: int, seconds: float) -> None:
+        """Make a job's message (and due time) ``seconds`` older (instead of sleeping)."""
+        with self._lock:
+            o = self._outbox.setdefault(job_id, {})
+            for key in ("queued_at", "due_at"):
+                if o.get(key) is not None:
+                    o[key] -= timedelta(seconds=seconds)
 
     # --- resource groups ---------------------------------------------------------------
 
@@ -265,9 +394,11 @@ class RecordingDispatcher:
     def __init__(self) -> None:
         self.calls: list[tuple[int, int, float | None]] = []
         self.down = False
+        self.failed = 0  # dispatches refused while down
 
     def dispatch(self, job: JobRecord, build: BuildRecord, countdown: float | None = None) -> None:
         if self.down:
+            self.failed += 1
             raise ConnectionError("broker is down")
         assert job.build_id == build.id
         self.calls.append((job.id, job.attempt, countdown))
@@ -275,6 +406,43 @@ class RecordingDispatcher:
     def jobs(self) -> list[int]:
         """Ids of the jobs dispatched, in order."""
         return [job_id for job_id, _, _ in self.calls]
+
+
+class ProbingDispatcher(RecordingDispatcher):
+    """A dispatcher whose broker says its epoch and queue lengths (``ports.BrokerProbe``).
+
+    ``restart()`` plays a broker restarted without persistence: new epoch, queues empty.
+    Queue lengths count the messages sent since, minus those ``take``n by workers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.epoch = "epoch-1"
+        self.queued: Counter[str] = Counter()
+        self._restarts = 1
+        self._queues: dict[int, str] = {}
+
+    def dispatch(self, job: JobRecord, build: BuildRecord, countdown: float | None = None) -> None:
+        super().dispatch(job, build, countdown)
+        self.queued[job.queue] += 1
+
+    def broker_epoch(self) -> str | None:
+        if self.down:
+            raise ConnectionError("broker is down")
+        return self.epoch
+
+    def queue_length(self, queue: str) -> int | None:
+        if self.down:
+            raise ConnectionError("broker is down")
+        return self.queued[queue]
+
+    def restart(self) -> None:
+        self._restarts += 1
+        self.epoch = f"epoch-{self._restarts}"
+        self.queued.clear()
+
+    def take(self, queue: str = "farm", n: int | None = None) -> None:
+        """Workers took ``n`` messages (all) off ``queue``."""
+        self.queued[queue] -= self.queued[queue] if n is None else n
 
 
 class FakeBlobs:
@@ -307,7 +475,7 @@ class FakeBlobs:
 
 
 def _conforms(
-    store: FakeStore, blobs: FakeBlobs, dispatcher: RecordingDispatcher
-) -> tuple[Store, Blobs, Dispatcher]:
+    store: FakeStore, blobs: FakeBlobs, dispatcher: RecordingDispatcher, probe: ProbingDispatcher
+) -> tuple[Store, Blobs, Dispatcher, BrokerProbe]:
     """Type-checked only: each fake must implement its port structurally."""
-    return store, blobs, dispatcher
+    return store, blobs, dispatcher, probe

@@ -3,11 +3,13 @@ store backdates heartbeats)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from coordinator_kit import Rig
 
+from farm.domain.clock import utcnow
 from farm.domain.statuses import BuildStatus, FailureReason, JobStatus, SkipReason
 
 LEASE = 30
@@ -135,7 +137,6 @@ def test_recover_advances_active_builds(rig: Rig) -> None:
     assert rig.job(b, "unit").status == JobStatus.PENDING
 
 
-@pytest.mark.xfail(strict=True, reason="bug: recover() re-queues delayed jobs with no countdown")
 def test_recover_keeps_the_countdown_of_a_delayed_job(rig: Rig) -> None:
     b = rig.start("later: {script: [x], when: delayed, start_in: 30 minutes}")
     rig.coord.recover()  # every API start runs this
@@ -143,7 +144,6 @@ def test_recover_keeps_the_countdown_of_a_delayed_job(rig: Rig) -> None:
     assert all(countdown for job_id, _, countdown in rig.dispatcher.calls if job_id == job.id)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a retried first job sends the build back to pending")
 def test_a_retry_does_not_send_the_build_back_to_pending(rig: Rig) -> None:
     b = rig.start(
         "stages: [a, b]\nx: {stage: a, script: [x], retry: 1}\ny: {stage: b, script: [y]}"
@@ -155,3 +155,18 @@ def test_a_retry_does_not_send_the_build_back_to_pending(rig: Rig) -> None:
     assert rig.build(b).status == BuildStatus.RUNNING
     rig.claim(b, "x")
     assert rig.build(b).started_at == started
+
+
+def test_an_api_restart_gives_running_attempts_a_whole_lease(rig: Rig) -> None:
+    b = rig.start(TWO)
+    job = rig.claim(b, "compile")
+    # The API was down for 43 s: the worker kept running and could not report meanwhile.
+    rig.store.backdate_heartbeat(job.id, 43)
+    rig.coord.up_since = utcnow()  # ... and has just started again
+    assert rig.coord.watchdog() == []
+    assert rig.job(b, "compile").status == JobStatus.RUNNING
+    assert rig.coord.heartbeat(job.id, 1)  # the worker's retried report gets through
+    rig.store.backdate_heartbeat(job.id, LEASE + 5)
+    rig.coord.up_since = utcnow() - timedelta(seconds=LEASE + 1)  # a whole lease, silent
+    assert rig.coord.watchdog() == [job.id]
+    assert (rig.job(b, "compile").status, rig.job(b, "compile").attempt) == (JobStatus.PENDING, 2)
