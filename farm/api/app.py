@@ -12,11 +12,12 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
 
 from farm import __version__
+from farm.api.errors import InternalErrors, errors, install_error_handlers, install_openapi
+from farm.api.limits import BodyLimit
 from farm.api.routers import (
     admin,
     blobs,
@@ -37,7 +38,6 @@ from farm.db.session import make_engine, make_sessionmaker, migrate
 from farm.deploy.controller import RolloutController
 from farm.deploy.engine import RolloutEngine
 from farm.deploy.routing import Routing
-from farm.errors import DiagnosedError, FarmError
 from farm.registry.factory import (
     ProvenanceRecorder,
     builder_id,
@@ -136,32 +136,27 @@ def create_app(
     app.state.rollouts = rollout_engine
     app.state.signing_key = key
 
-    @app.exception_handler(FarmError)
-    async def _farm_error(_: Request, exc: FarmError) -> JSONResponse:
-        body: dict[str, object] = {"detail": str(exc), "error": type(exc).__name__}
-        if isinstance(exc, DiagnosedError):
-            body["problems"] = [str(d) for d in exc.diagnostics]
-        return JSONResponse(status_code=exc.http_status, content=body)
+    install_error_handlers(app)
+    # Request bodies are capped before they are read; the blob routes stream to the store
+    # under FARM_MAX_BLOB_BYTES instead.  InternalErrors (outermost of ours) answers any
+    # unexpected exception with a JSON 500 and a bounded log line.
+    app.add_middleware(
+        BodyLimit,
+        limit=settings.max_request_bytes,
+        worker_limit=settings.max_worker_request_bytes,
+        worker=(worker.router.prefix + "/",),
+        exempt=(blobs.router.prefix + "/",),
+    )
+    app.add_middleware(InternalErrors)
+    install_openapi(app)
 
-    @app.exception_handler(RequestValidationError)
-    async def _bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        return JSONResponse(
-            status_code=422,
-            content={
-                "detail": f"{where}: {first.get('msg', 'invalid request')}",
-                "error": "ValidationError",
-            },
-        )
-
-    @app.get("/healthz", tags=["meta"])
+    @app.get("/healthz", tags=["meta"], responses=errors(503))
     def healthz() -> dict[str, str]:
         """Liveness: the API answers and its database is reachable."""
         store.count_builds()
         return {"status": "ok", "version": __version__}
 
-    @app.get("/metrics", tags=["meta"], response_class=PlainTextResponse)
+    @app.get("/metrics", tags=["meta"], response_class=PlainTextResponse, responses=errors(503))
     def metrics() -> str:
         """Prometheus text: builds and jobs by status (Flower has the Celery side)."""
         lines = ["# TYPE farm_builds_total gauge", f"farm_builds_total {store.count_builds()}"]

@@ -21,7 +21,12 @@ def gc(
     blobs: BlobsDep,
     settings: SettingsDep,
     dry_run: bool = False,
-    grace: float | None = Query(None, ge=0, description="seconds; default FARM_GC_GRACE_SECONDS"),
+    grace: float | None = Query(
+        None,
+        ge=0,
+        allow_inf_nan=False,  # "inf" would keep everything and be answered as null
+        description="seconds; default FARM_GC_GRACE_SECONDS",
+    ),
 ) -> dict[str, object]:
     """Delete unreferenced blobs older than the grace window (``dry_run``: only report)."""
     window = settings.gc_grace_seconds if grace is None else grace

@@ -14,7 +14,7 @@ import queue
 import re
 import threading
 from collections.abc import Callable, Generator, Iterable, Iterator
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import anyio
 import anyio.from_thread
@@ -22,8 +22,10 @@ import anyio.lowlevel
 import anyio.to_thread
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
 
+from farm.api.errors import errors
 from farm.errors import FarmError
 from farm.registry.store import BlobStore
 from farm.registry.store.digests import digest_hex, upload_error
@@ -44,6 +46,56 @@ PUT_BATCH_BYTES = 4 * 1024 * 1024
 PUT_AHEAD = 16
 GET_AHEAD = 2
 _DONE = object()
+
+
+class BlobOut(BaseModel):
+    """A stored blob."""
+
+    digest: str
+    size: int
+
+
+def _header(description: str) -> dict[str, Any]:
+    return {"description": description, "schema": {"type": "string"}}
+
+
+_BYTES = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+_BLOB_HEADERS = {
+    "Docker-Content-Digest": _header("the blob's digest"),
+    "Content-Length": _header("bytes in this answer"),
+}
+_SESSION_HEADERS = {
+    "Location": _header("the session's URL"),
+    "Docker-Upload-UUID": _header("the session's id"),
+    "Upload-Offset": _header("bytes the session holds: the next chunk starts here"),
+    "Range": _header("0-<last byte held> (OCI)"),
+}
+BLOB_READ_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The blob's bytes (none for HEAD)",
+        "content": _BYTES,
+        "headers": _BLOB_HEADERS,
+    },
+    206: {
+        "description": "The requested range of the blob",
+        "content": _BYTES,
+        "headers": {**_BLOB_HEADERS, "Content-Range": _header("bytes <a>-<b>/<size>")},
+    },
+    **errors(400, 404, 416, 500, s400="Bad request: not a sha256:<64 hex> digest"),
+}
+_STORED = {"model": BlobOut, "headers": {"Location": _header("the blob's URL")}}
+_UPLOAD_ERRORS = errors(
+    400,
+    404,
+    413,
+    416,
+    507,
+    s400="Bad request: a malformed digest or offset, bytes that do not hash to the "
+    "digest, or a body cut short",
+    s404="No such upload session",
+    s413="Upload over the limit (FARM_MAX_BLOB_BYTES)",
+    s416="The offset is not the session's (Upload-Offset says where to resume)",
+)
 
 
 def read_ahead(items: Iterable[T], depth: int) -> Generator[T, None, None]:
@@ -233,14 +285,27 @@ async def _append(request: Request, store: BlobStore, upload_id: str) -> int:
         raise http_error(exc, extra) from None
 
 
-@router.post("/uploads", status_code=202)
+@router.post(
+    "/uploads",
+    status_code=202,
+    response_class=Response,
+    responses={202: {"description": "Session opened", "headers": _SESSION_HEADERS}},
+)
 def start_upload(request: Request) -> Response:
     """Open a resumable upload session."""
     upload_id = _store(request).start_upload()
     return Response(status_code=202, headers=_session_headers(upload_id, 0))
 
 
-@router.patch("/uploads/{upload_id}")
+@router.patch(
+    "/uploads/{upload_id}",
+    status_code=202,
+    response_class=Response,
+    responses={
+        202: {"description": "Chunk appended", "headers": _SESSION_HEADERS},
+        **_UPLOAD_ERRORS,
+    },
+)
 async def patch_upload(upload_id: str, request: Request) -> Response:
     """Append a chunk; 416 with ``Upload-Offset`` when the offset is not the session's."""
     try:
@@ -250,7 +315,15 @@ async def patch_upload(upload_id: str, request: Request) -> Response:
     return Response(status_code=202, headers=_session_headers(upload_id, offset))
 
 
-@router.get("/uploads/{upload_id}")
+@router.get(
+    "/uploads/{upload_id}",
+    status_code=204,
+    response_class=Response,
+    responses={
+        204: {"description": "The session's offset", "headers": _SESSION_HEADERS},
+        **errors(404, s404="No such upload session"),
+    },
+)
 def upload_status(upload_id: str, request: Request) -> Response:
     """The session's current offset, in ``Upload-Offset`` and ``Range``."""
     try:
@@ -260,7 +333,12 @@ def upload_status(upload_id: str, request: Request) -> Response:
     return Response(status_code=204, headers=_session_headers(upload_id, offset))
 
 
-@router.put("/uploads/{upload_id}", status_code=201)
+@router.put(
+    "/uploads/{upload_id}",
+    status_code=201,
+    response_class=JSONResponse,
+    responses={201: {"description": "Stored", **_STORED}, **_UPLOAD_ERRORS},
+)
 async def finish_upload(
     upload_id: str, request: Request, digest: str = Query(..., description="sha256:<hex>")
 ) -> Response:
@@ -283,7 +361,15 @@ async def finish_upload(
     )
 
 
-@router.delete("/uploads/{upload_id}", status_code=204)
+@router.delete(
+    "/uploads/{upload_id}",
+    status_code=204,
+    response_class=Response,
+    responses={
+        204: {"description": "Session aborted"},
+        **errors(404, s404="No such upload session"),
+    },
+)
 def abort_upload(upload_id: str, request: Request) -> Response:
     """Abort a session and drop its bytes."""
     try:
@@ -293,19 +379,28 @@ def abort_upload(upload_id: str, request: Request) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/{digest}")
+@router.get("/{digest}", response_class=Response, responses=BLOB_READ_RESPONSES)
 def get_blob(digest: str, request: Request) -> Response:
     """Download a blob; ``Range: bytes=a-b`` gives 206."""
     return blob_response(_store(request), digest, request)
 
 
-@router.head("/{digest}")
+@router.head("/{digest}", response_class=Response, responses=BLOB_READ_RESPONSES)
 def head_blob(digest: str, request: Request) -> Response:
     """A blob's headers (size, digest) without its bytes; 404 if absent."""
     return blob_response(_store(request), digest, request)
 
 
-@router.put("/{digest}", status_code=201)
+@router.put(
+    "/{digest}",
+    status_code=201,
+    response_class=JSONResponse,
+    responses={
+        201: {"description": "Stored", **_STORED},
+        200: {"description": "Already stored (the bytes were checked all the same)", **_STORED},
+        **_UPLOAD_ERRORS,
+    },
+)
 async def put_blob(digest: str, request: Request) -> Response:
     """Monolithic streaming upload; 201 when stored, 200 when it already existed."""
     store = _store(request)

@@ -13,6 +13,8 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from farm.api.deps import BlobsDep, StoreDep
+from farm.api.errors import errors
+from farm.api.limits import Line
 from farm.db.caches import CacheEntry
 from farm.errors import NotFound, UploadError
 
@@ -25,7 +27,7 @@ class CachePut(BaseModel):
     """A worker points a key at an uploaded archive."""
 
     digest: str = Field(pattern=DIGEST)
-    size: int = Field(ge=0)
+    size: int = Field(ge=0, le=2**63 - 1)
 
 
 class CacheOut(BaseModel):
@@ -47,8 +49,8 @@ class CacheOut(BaseModel):
 
 # ``project`` may contain slashes (group/name); a key never does (the loader refuses it),
 # so the last path segment is the key.
-@router.get("/{project:path}/{key}")
-def get_cache(project: str, key: str, store: StoreDep) -> CacheOut:
+@router.get("/{project:path}/{key}", responses=errors(404, s404="Nothing saved under this key"))
+def get_cache(project: Line, key: Line, store: StoreDep) -> CacheOut:
     """The archive of ``key``; 404 when nothing was saved under it yet."""
     entry = store.get_cache(project, key)
     if entry is None:
@@ -56,8 +58,13 @@ def get_cache(project: str, key: str, store: StoreDep) -> CacheOut:
     return CacheOut.of(entry)
 
 
-@router.put("/{project:path}/{key}")
-def put_cache(project: str, key: str, body: CachePut, store: StoreDep, blobs: BlobsDep) -> CacheOut:
+@router.put(
+    "/{project:path}/{key}",
+    responses=errors(400, s400="The archive was not uploaded (PUT it under its digest first)"),
+)
+def put_cache(
+    project: Line, key: Line, body: CachePut, store: StoreDep, blobs: BlobsDep
+) -> CacheOut:
     """Point ``key`` at an uploaded blob (last writer wins, as on GitLab)."""
     if not blobs.has(body.digest):
         raise UploadError(f"cache archive {body.digest} was not uploaded")

@@ -9,13 +9,15 @@ envelope per green build; its public key is served so clients can verify offline
 from __future__ import annotations
 
 from datetime import datetime
-from typing import cast
+from typing import Annotated, cast
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 
 from farm.api.deps import BlobsDep, StoreDep
+from farm.api.errors import errors
+from farm.api.limits import MAX_ID, BuildIdPath, Line, NoControl
 from farm.db.releases import RegistryDb
 from farm.domain.records import ArtifactListing
 from farm.errors import NotFound
@@ -74,12 +76,17 @@ class ArtifactItem(BaseModel):
 @router.get("/artifacts", response_model=list[ArtifactItem])
 def list_artifacts(
     request: Request,
-    project: str | None = None,
-    ref: str | None = None,
-    commit: str | None = Query(None, description="full sha or a prefix"),
-    build: int | None = None,
-    name: str | None = None,
-    kind: str | None = Query(None, description="archive, dotenv, deliverable, provenance"),
+    project: Line | None = None,
+    ref: Line | None = None,
+    commit: Annotated[
+        str | None,
+        Query(max_length=64, pattern=NoControl().pattern, description="full sha or a prefix"),
+    ] = None,
+    build: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    name: Line | None = None,
+    kind: Annotated[
+        Line | None, Query(description="archive, dotenv, deliverable, provenance")
+    ] = None,
     limit: int = Query(200, ge=1, le=2000),
 ) -> list[ArtifactItem]:
     """Artifacts matching every given filter, newest first."""
@@ -89,7 +96,16 @@ def list_artifacts(
     return [ArtifactItem.of(a) for a in rows]
 
 
-@router.get("/keys/provenance.pub", response_class=Response)
+@router.get(
+    "/keys/provenance.pub",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The public key, PEM",
+            "content": {"application/x-pem-file": {"schema": {"type": "string"}}},
+        }
+    },
+)
 def provenance_key(request: Request) -> Response:
     """The farm's ed25519 public key (PEM) that signs every provenance statement."""
     key = cast(Ed25519PrivateKey, request.app.state.signing_key).public_key()
@@ -100,8 +116,20 @@ def provenance_key(request: Request) -> Response:
     )
 
 
-@router.get("/builds/{build_id}/provenance", response_class=Response)
-def build_provenance(build_id: int, request: Request, store: StoreDep, blobs: BlobsDep) -> Response:
+@router.get(
+    "/builds/{build_id}/provenance",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The DSSE envelope (JSON) of the build's provenance",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        },
+        **errors(404, 500),
+    },
+)
+def build_provenance(
+    build_id: BuildIdPath, request: Request, store: StoreDep, blobs: BlobsDep
+) -> Response:
     """The build's signed SLSA provenance (a DSSE envelope), verified against its digest."""
     build = store.get_build(build_id)
     found = registry_db(request).search_artifacts(build=build_id, kind=PROVENANCE_KIND, limit=1)

@@ -13,6 +13,8 @@ from datetime import datetime
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
+from farm.api.errors import errors
+from farm.api.limits import MAX_ID, Line, Version
 from farm.api.routers.registry import registry_db
 from farm.domain.records import ReleaseRecord
 
@@ -22,9 +24,9 @@ router = APIRouter(prefix="/api/v1/releases", tags=["releases"])
 class ReleaseRequest(BaseModel):
     """What to release: a build id and the version to call it."""
 
-    build: int
-    version: str = Field(min_length=1, max_length=128)
-    project: str | None = None  # must match the build's project when given
+    build: int = Field(ge=1, le=MAX_ID)
+    version: Version
+    project: Line | None = None  # must match the build's project when given
 
 
 class ReleaseOut(BaseModel):
@@ -60,7 +62,22 @@ def _location(r: ReleaseRecord) -> str:
     return f"{router.prefix}/{r.project}/{r.version}"
 
 
-@router.post("", status_code=201, response_model=ReleaseOut)
+@router.post(
+    "",
+    status_code=201,
+    response_model=ReleaseOut,
+    responses={
+        200: {"model": ReleaseOut, "description": "That exact release already exists"},
+        **errors(
+            404,
+            409,
+            422,
+            s404="No such build",
+            s409="The version names another build, or the build is still running",
+            s422="Invalid request, or the build cannot be released (it failed, no deliverable)",
+        ),
+    },
+)
 def create_release(body: ReleaseRequest, request: Request, response: Response) -> ReleaseOut:
     """Release a successful build under a new version."""
     release, created = registry_db(request).create_release(body.build, body.version, body.project)
@@ -71,20 +88,25 @@ def create_release(body: ReleaseRequest, request: Request, response: Response) -
 
 @router.get("", response_model=list[ReleaseOut])
 def list_releases(
-    request: Request, project: str | None = None, limit: int = Query(100, ge=1, le=1000)
+    request: Request, project: Line | None = None, limit: int = Query(100, ge=1, le=1000)
 ) -> list[ReleaseOut]:
     """Newest releases first, optionally of one project."""
     return [ReleaseOut.of(r) for r in registry_db(request).list_releases(project, limit)]
 
 
-@router.get("/{project}/{version}", response_model=ReleaseOut)
-def get_release(project: str, version: str, request: Request) -> ReleaseOut:
+@router.get("/{project}/{version}", response_model=ReleaseOut, responses=errors(404))
+def get_release(project: Line, version: Version, request: Request) -> ReleaseOut:
     """One release."""
     return ReleaseOut.of(registry_db(request).get_release(project, version))
 
 
-@router.delete("/{project}/{version}", status_code=204)
-def delete_release(project: str, version: str, request: Request) -> Response:
+@router.delete(
+    "/{project}/{version}",
+    status_code=204,
+    response_class=Response,
+    responses=errors(404, 409, s409="The release is still referenced (a rollout, the latest)"),
+)
+def delete_release(project: Line, version: Version, request: Request) -> Response:
     """Delete a release that nothing references any more (409 otherwise)."""
     registry_db(request).delete_release(project, version)
     return Response(status_code=204)

@@ -17,6 +17,8 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
 from farm.api.deps import SettingsDep
+from farm.api.errors import errors
+from farm.api.limits import Line, NoControl, RolloutIdPath, Version
 from farm.deploy.engine import RolloutEngine
 from farm.deploy.routing import Routing, client_address
 from farm.errors import NotFound
@@ -40,15 +42,15 @@ class StartRequest(BaseModel):
     """Roll a release out: which project and version, and who asks."""
 
     project: str = Field(min_length=1, max_length=255, pattern=_NAME)
-    version: str = Field(min_length=1, max_length=128)
-    actor: str = Field("api", min_length=1, max_length=255)
+    version: Version
+    actor: Line = "api"
 
 
 class ActionRequest(BaseModel):
     """A person's command on a rollout."""
 
-    actor: str = Field("api", min_length=1, max_length=255)
-    reason: str = Field("", max_length=2000)
+    actor: Line = "api"
+    reason: Annotated[str, Field(max_length=2000), NoControl(text=True)] = ""
     full: bool = False  # promote only: to the last step at once
 
 
@@ -152,7 +154,19 @@ def rollout_out(engine: RolloutEngine, rec: RolloutRecord, history: bool = True)
     )
 
 
-@router.post("/rollouts", status_code=201, response_model=RolloutOut)
+@router.post(
+    "/rollouts",
+    status_code=201,
+    response_model=RolloutOut,
+    responses=errors(
+        404,
+        409,
+        422,
+        s404="No such release",
+        s409="Another rollout of the project is active",
+        s422="Invalid request, or the release's plan cannot be used (problems: file:line:col)",
+    ),
+)
 def start(body: StartRequest, engine: EngineDep, response: Response) -> RolloutOut:
     """Start rolling a release out (a person's start approves a manual first step)."""
     rec = engine.start(body.project, body.version, actor=body.actor)
@@ -163,7 +177,7 @@ def start(body: StartRequest, engine: EngineDep, response: Response) -> RolloutO
 @router.get("/rollouts", response_model=list[RolloutOut])
 def list_rollouts(
     engine: EngineDep,
-    project: str | None = Query(None, max_length=255),
+    project: Line | None = None,
     limit: int = Query(50, ge=1, le=500),
 ) -> list[RolloutOut]:
     """Rollouts, newest first (without history)."""
@@ -172,23 +186,30 @@ def list_rollouts(
     ]
 
 
-@router.get("/rollouts/{rollout_id}", response_model=RolloutOut)
-def get_rollout(rollout_id: int, engine: EngineDep) -> RolloutOut:
+@router.get("/rollouts/{rollout_id}", response_model=RolloutOut, responses=errors(404))
+def get_rollout(rollout_id: RolloutIdPath, engine: EngineDep) -> RolloutOut:
     """One rollout with its history."""
-    return rollout_out(engine, engine.rollouts.get(_id(rollout_id)))
+    return rollout_out(engine, engine.rollouts.get(rollout_id))
 
 
-@router.get("/rollouts/{rollout_id}/history", response_model=list[EventOut])
-def history(rollout_id: int, engine: EngineDep) -> list[EventOut]:
+@router.get("/rollouts/{rollout_id}/history", response_model=list[EventOut], responses=errors(404))
+def history(rollout_id: RolloutIdPath, engine: EngineDep) -> list[EventOut]:
     """The append-only history: who, when, from, to, why (with the check figures)."""
-    engine.rollouts.get(_id(rollout_id))
+    engine.rollouts.get(rollout_id)
     return [EventOut.model_validate(e.to_dict()) for e in engine.rollouts.history(rollout_id)]
 
 
-@router.get("/rollouts/{rollout_id}/scopes/{scope}", response_class=PlainTextResponse)
-def scope_cidrs(rollout_id: int, scope: str, engine: EngineDep) -> str:
+_TEXT = {"text/plain": {"schema": {"type": "string"}}}
+
+
+@router.get(
+    "/rollouts/{rollout_id}/scopes/{scope}",
+    response_class=PlainTextResponse,
+    responses={200: {"description": "One CIDR a line", "content": _TEXT}, **errors(404)},
+)
+def scope_cidrs(rollout_id: RolloutIdPath, scope: Line, engine: EngineDep) -> str:
     """A scope's CIDRs, one per line (for deploy jobs of scopes too big for a variable)."""
-    plan = engine.plan_of(engine.rollouts.get(_id(rollout_id)))
+    plan = engine.plan_of(engine.rollouts.get(rollout_id))
     try:
         return "\n".join(plan.cidrs_of(scope)) + "\n"
     except KeyError:
@@ -196,10 +217,8 @@ def scope_cidrs(rollout_id: int, scope: str, engine: EngineDep) -> str:
 
 
 def _action(name: str) -> Any:
-    def act(rollout_id: int, body: ActionRequest, engine: EngineDep) -> RolloutOut:
-        rec = engine.command(
-            _id(rollout_id), name, actor=body.actor, reason=body.reason, full=body.full
-        )
+    def act(rollout_id: RolloutIdPath, body: ActionRequest, engine: EngineDep) -> RolloutOut:
+        rec = engine.command(rollout_id, name, actor=body.actor, reason=body.reason, full=body.full)
         return rollout_out(engine, rec)
 
     act.__doc__ = f"{name.replace('_', '-')} the rollout (409 if refused or raced)."
@@ -214,6 +233,7 @@ for _name in ("promote", "pause", "resume", "step_back", "abort"):
         methods=["POST"],
         response_model=RolloutOut,
         name=_name,
+        responses=errors(404, 409, s409="Refused in this state, or raced by another command"),
     )
 
 
@@ -225,19 +245,30 @@ def _routing(request: Request) -> Routing:
 RoutingDep = Annotated[Routing, Depends(_routing)]
 
 
-@router.get("/deliver/{project:path}/nginx-geo", response_class=PlainTextResponse)
-def nginx_geo(project: str, routing: RoutingDep, settings: SettingsDep) -> str:
+@router.get(
+    "/deliver/{project:path}/nginx-geo",
+    response_class=PlainTextResponse,
+    responses={200: {"description": "An nginx geo block", "content": _TEXT}, **errors(404)},
+)
+def nginx_geo(project: Line, routing: RoutingDep, settings: SettingsDep) -> str:
     """An nginx ``geo`` block that routes ``project``'s clients as ``/deliver`` does."""
     return routing.nginx_geo(project, settings.trusted_proxies)
 
 
-@router.get("/deliver/{project:path}")
+@router.get("/deliver/{project:path}", responses=errors(404))
 def deliver(
-    project: str,
+    project: Line,
     request: Request,
     routing: RoutingDep,
     settings: SettingsDep,
-    ip: str | None = Query(None, max_length=64, description="default: the caller's address"),
+    ip: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            pattern=NoControl().pattern,
+            description="default: the caller's address",
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     """Which version ``ip`` gets: the most specific live scope wins; else the previous one."""
     address = ip or client_address(
@@ -246,9 +277,3 @@ def deliver(
         settings.trusted_proxies,
     )
     return routing.deliver(project, address)
-
-
-def _id(rollout_id: int) -> int:
-    if not 0 < rollout_id < 2**62:
-        raise NotFound(f"rollout {rollout_id} does not exist")
-    return rollout_id

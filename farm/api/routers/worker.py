@@ -11,6 +11,8 @@ from typing import Any
 from fastapi import APIRouter
 
 from farm.api.deps import CoordinatorDep, SettingsDep, StoreDep
+from farm.api.errors import errors
+from farm.api.limits import JobIdPath
 from farm.coordinator.assignment import assignment
 from farm.coordinator.service import JobResult
 from farm.domain.messages import (
@@ -28,22 +30,22 @@ from farm.errors import Conflict
 
 router = APIRouter(prefix="/api/v1/worker", tags=["worker"])
 
-_MISMATCH: dict[int | str, dict[str, Any]] = {
-    426: {"description": "the worker speaks another protocol version: upgrade one side"}
-}
+_MISMATCH: dict[int | str, dict[str, Any]] = errors(426)
 
 
 @router.post(
     "/jobs/{job_id}/claim",
     response_model=Assignment,
-    responses={
-        **_MISMATCH,
-        404: {"description": "no such job"},
-        409: {"description": "the attempt is stale, already running or finished"},
-    },
+    responses=errors(
+        404,
+        409,
+        426,
+        s404="No such job",
+        s409="The attempt is stale, already running or finished",
+    ),
 )
 def claim(
-    job_id: int,
+    job_id: JobIdPath,
     body: ClaimRequest,
     coord: CoordinatorDep,
     store: StoreDep,
@@ -53,12 +55,13 @@ def claim(
     check_protocol(body.protocol)
     job = coord.claim(job_id, body.attempt, body.worker)
     if job is None:
+        store.get_job(job_id)  # NotFound (404) when there is no such job at all
         raise Conflict(f"job {job_id} attempt {body.attempt} is not waiting for a worker")
     return assignment(store.get_build(job.build_id), job, settings)
 
 
 @router.post("/jobs/{job_id}/log", response_model=LogReply, responses=_MISMATCH)
-def append_log(job_id: int, body: LogRequest, coord: CoordinatorDep) -> LogReply:
+def append_log(job_id: JobIdPath, body: LogRequest, coord: CoordinatorDep) -> LogReply:
     """Append output; the answer says whether the attempt may go on (cancel, reassignment)."""
     check_protocol(body.protocol)
     alive = coord.heartbeat(job_id, body.attempt)
@@ -66,8 +69,12 @@ def append_log(job_id: int, body: LogRequest, coord: CoordinatorDep) -> LogReply
     return LogReply(continue_=alive, accepted=accepted)
 
 
-@router.post("/jobs/{job_id}/finish", response_model=FinishReply, responses=_MISMATCH)
-def finish(job_id: int, body: FinishReport, coord: CoordinatorDep) -> FinishReply:
+@router.post(
+    "/jobs/{job_id}/finish",
+    response_model=FinishReply,
+    responses=errors(404, 426, s404="No such job"),
+)
+def finish(job_id: JobIdPath, body: FinishReport, coord: CoordinatorDep) -> FinishReply:
     """Report the end of an attempt; stale reports are ignored."""
     check_protocol(body.protocol)
     job = coord.finish(

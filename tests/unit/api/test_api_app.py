@@ -26,8 +26,8 @@ from tests.unit.api.conftest import (
     job_id,
 )
 
-# The duplicate is the known bug test_openapi_is_valid records; any other one still warns.
-pytestmark = pytest.mark.filterwarnings("ignore:Duplicate Operation ID get_artifact_")
+# Every operation has its own id: a duplicate is an error here.
+pytestmark = pytest.mark.filterwarnings("error:Duplicate Operation ID")
 
 
 def assert_error(resp: httpx.Response, status: int, error: str | None) -> dict[str, Any]:
@@ -76,21 +76,11 @@ def test_openapi_lists_every_route(client: TestClient) -> None:
             assert method.lower() in documented, f"{method} {path} undocumented"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GET and HEAD /api/v1/artifacts/{digest} share one operationId (one api_route "
-    "with two methods), which makes /openapi.json invalid OpenAPI",
-)
 def test_openapi_is_valid(client: TestClient) -> None:
     validator = pytest.importorskip("openapi_spec_validator")
     validator.validate(client.get("/openapi.json").json())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="/openapi.json documents 422 as FastAPI's HTTPValidationError (detail: a list) "
-    "but the app answers {detail: str, error: str}",
-)
 def test_openapi_422_schema_matches_the_error_body(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     op = spec["paths"]["/api/v1/builds/{build_id}"]["get"]
@@ -99,12 +89,6 @@ def test_openapi_422_schema_matches_the_error_body(client: TestClient) -> None:
     assert schema["properties"]["detail"].get("type") == "string"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="success statuses the routes answer but /openapi.json does not list: PATCH and "
-    "GET /api/v1/blobs/uploads/{id} answer 202 and 204 (documented 200), PUT "
-    "/api/v1/blobs/{digest} and POST /api/v1/releases answer 200 on a repeat (only 201)",
-)
 def test_openapi_documents_the_success_statuses_answered(
     client: TestClient, worker: WorkerWire, green_build: dict[str, Any]
 ) -> None:
@@ -127,11 +111,6 @@ def test_openapi_documents_the_success_statuses_answered(
     assert undocumented == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="claiming a job that does not exist answers 409 (coordinator.claim's CAS finds "
-    "no row), while /openapi.json documents 404 'no such job' for it",
-)
 def test_claiming_an_unknown_job_is_404(worker: WorkerWire) -> None:
     resp = worker.claim(987654)
     assert resp.status_code == 404, resp.text
@@ -155,15 +134,10 @@ def test_error_bodies_name_the_problem(
         "/api/v1/builds", content=b"{not json", headers={"content-type": "application/json"}
     )
     assert_error(garbled, 422, "ValidationError")
-    # Routes that do not exist are still JSON.
-    assert client.get("/api/v1/nothing").json() == {"detail": "Not Found"}
+    # Routes that do not exist answer the same shape.
+    assert client.get("/api/v1/nothing").json() == {"detail": "Not Found", "error": "NotFound"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an id beyond 64 bits reaches SQLite and fails with OverflowError: 500 "
-    "'Internal Server Error' instead of a 404/422",
-)
 def test_huge_ids_are_not_server_errors(app: FastAPI, client: TestClient) -> None:
     raw = TestClient(app, raise_server_exceptions=False)
     resp = raw.get("/api/v1/builds/" + "9" * 30)
