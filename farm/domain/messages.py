@@ -264,6 +264,13 @@ class LogRequest(_Versioned):
 
     attempt: Attempt
     data: Annotated[str, StringConstraints(max_length=MAX_LOG_CHUNK)] = ""
+    offset: Size | None = Field(
+        default=None,
+        description=(
+            "UTF-8 bytes of this attempt's output the worker sent before this chunk "
+            "(absent: unknown); a resent chunk the API already stored starts below its count"
+        ),
+    )
 
 
 class LogReply(_Message):

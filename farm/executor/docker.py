@@ -6,7 +6,10 @@ output *before* start (``logs(follow=True)`` can hang after exit, #3084), start,
 pump output from a thread, wait with timeout and cancel polling, and always
 force-remove what it created, KeyboardInterrupt included. Jobs with ``services``
 get a pod: a holder owns the network namespace, services and job join it, so the
-job reaches its services on 127.0.0.1.
+job reaches its services on 127.0.0.1. Before anything is created, the attempt is
+*fenced*: containers of the same job's other attempts on this dockerd are removed
+and their removal confirmed (``reaper.fence``), so attempt N+1 never runs beside
+attempt N's orphan.
 """
 
 from __future__ import annotations
@@ -28,11 +31,16 @@ from farm.errors import ExecutorError, FarmError, ImageNotFound, ServiceUnavaila
 from farm.executor import base
 from farm.executor.base import ContainerJob, Limits, Mount, Reason, RunResult
 from farm.executor.reaper import (
+    LABEL_API,
+    LABEL_ATTEMPT,
+    LABEL_BUILD,
+    LABEL_JOB,
     LABEL_ROLE,
     LABEL_SERVICE_ALIAS,
     ROLE_HOLDER,
     ROLE_JOB,
     ROLE_SERVICE,
+    fence,
 )
 
 log = logging.getLogger(__name__)
@@ -43,6 +51,7 @@ PULL_TIMEOUT = 10.0  # seconds for the one pull attempt of a missing image
 PULL_RETRY_AFTER = 60.0  # seconds a failed pull is remembered, so N jobs don't wait N times
 SERVICE_WAIT = 30.0  # seconds to wait for a service's exposed ports to listen
 DRAIN_TIMEOUT = 5.0  # seconds to finish reading output after the container stopped
+FENCE_TIMEOUT = 60.0  # seconds to see another attempt's containers removed before giving up
 
 
 class _Stop(Exception):
@@ -68,6 +77,7 @@ class DockerExecutor:
         holder_image: str = HOLDER_IMAGE,
         pull_timeout: float = PULL_TIMEOUT,
         service_wait: float = SERVICE_WAIT,
+        fence_timeout: float = FENCE_TIMEOUT,
     ) -> None:
         self._client = client
         self._base_url = base_url
@@ -75,6 +85,7 @@ class DockerExecutor:
         self.holder_image = holder_image
         self.pull_timeout = pull_timeout
         self.service_wait = service_wait
+        self.fence_timeout = fence_timeout
         self._lock = threading.Lock()
         self._failed_pulls: dict[str, float] = {}  # image -> monotonic time of failure
         #: Test hook: called with (role, container id) right after each create.
@@ -162,6 +173,7 @@ class DockerExecutor:
             holder = [self.holder_image] if job.services else []
             for image in [job.image, *(s.name for s in job.services), *holder]:
                 self.ensure_image(image)
+            self.fence(job)
             return attempt.execute()
         except (ExecutorError, docker.errors.DockerException, requests.RequestException) as exc:
             error = self.translate(exc, "run the job")
@@ -171,6 +183,19 @@ class DockerExecutor:
                 "image_not_found" if isinstance(error, ImageNotFound) else "executor_error"
             )
             return RunResult(None, why, str(error), attempt.started_at, time.time())
+
+    def fence(self, job: ContainerJob) -> list[str]:
+        """Remove the containers of ``job``'s other attempts on this dockerd; wait for it.
+
+        A job labelled with :data:`LABEL_JOB` and :data:`LABEL_ATTEMPT` (every farm job
+        is) is fenced within its build and farm (:data:`LABEL_BUILD`, :data:`LABEL_API`
+        when present); a job without them is not fenced. Raises as ``reaper.fence``.
+        """
+        labels = job.labels
+        if LABEL_JOB not in labels or LABEL_ATTEMPT not in labels:
+            return []
+        scope = {k: labels[k] for k in (LABEL_JOB, LABEL_BUILD, LABEL_API) if k in labels}
+        return fence(self.client, scope, int(labels[LABEL_ATTEMPT]), self.fence_timeout)
 
 
 class _Attempt:

@@ -18,21 +18,30 @@ from farm.domain.messages import (
     check_protocol,
 )
 from farm.errors import Conflict, FarmError, NotFound
-from farm.http import HttpClient, HttpConfig, RetryPolicy
+from farm.http import NO_RETRY, HttpClient, HttpConfig, RetryPolicy
 
 _Reply = TypeVar("_Reply", bound=BaseModel)
 PREFIX = "/api/v1/worker"
 # A worker keeps trying for about 15 s: long enough for an API restart, short enough
 # that a job is not held while its lease runs out.
 RETRY = RetryPolicy(attempts=6, backoff=0.2, max_wait=5.0)
+# What the report spool uses: one try per call, short; the spool itself is the retry
+# loop (it keeps the reports on disk and tries again until the API takes them).
+SPOOL_RETRY = NO_RETRY
+SPOOL_TIMEOUT = 10.0
 
 
 class CoordinatorClient:
     """Thin client of the worker endpoints under ``/api/v1/worker`` (on farm.http)."""
 
-    def __init__(self, base_url: str, timeout: float = 30.0) -> None:
+    def __init__(self, base_url: str, timeout: float = 30.0, retry: RetryPolicy = RETRY) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = HttpClient(HttpConfig(self.base_url, timeout, retry=RETRY))
+        self._http = HttpClient(HttpConfig(self.base_url, timeout, retry=retry))
+
+    @classmethod
+    def for_spool(cls, base_url: str) -> CoordinatorClient:
+        """A client whose calls are tried once, for the report spool's own retry loop."""
+        return cls(base_url, timeout=SPOOL_TIMEOUT, retry=SPOOL_RETRY)
 
     def close(self) -> None:
         """Release the connection pool."""
@@ -55,10 +64,13 @@ class CoordinatorClient:
             check_protocol(protocol, sender="API", receiver="worker")
         return _parse(Assignment, data)
 
-    def log(self, job_id: int, attempt: int, text: str) -> LogReply:
-        """Append output (also a heartbeat): may the attempt go on, has the log room?"""
-        data = self._call(f"/jobs/{job_id}/log", LogRequest(attempt=attempt, data=text))
-        return _parse(LogReply, data)
+    def log(self, job_id: int, attempt: int, text: str, offset: int | None = None) -> LogReply:
+        """Append output (also a heartbeat): may the attempt go on, has the log room?
+
+        ``offset``: UTF-8 bytes of output sent before ``text`` (lets the API drop a resend).
+        """
+        request = LogRequest(attempt=attempt, data=text, offset=offset)
+        return _parse(LogReply, self._call(f"/jobs/{job_id}/log", request))
 
     def finish(self, job_id: int, report: FinishReport) -> FinishReply:
         """Report how the attempt ended; the answer is the job's status after it."""

@@ -1,4 +1,9 @@
-"""The only task: run one attempt of one job. Thin by design — see runner.py."""
+"""The only task: run one attempt of one job. Thin by design — see runner.py.
+
+Also the worker's housekeeping threads, started when the worker is ready: the reaper
+(orphaned containers, and job dirs of dead attempts) and the spool sender (reports
+left on disk by a worker that died or stopped before the API took them).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from typing import Any
 
 from celery import Celery, signals
 
+from farm.errors import ConfigError
 from farm.executor.docker import DockerExecutor
 from farm.executor.reaper import reap
 from farm.registry.client import RegistryClient
@@ -15,10 +21,16 @@ from farm.settings import get_settings
 from farm.worker.api_client import CoordinatorClient
 from farm.worker.app import RUN_JOB, make_celery
 from farm.worker.runner import LABEL_API, JobRunner
+from farm.worker.spool import resend_leftovers
+from farm.worker.workdir import WorkDir
 
 log = logging.getLogger("farm.worker")
 app: Celery = make_celery(get_settings())
 _runner: JobRunner | None = None
+# Set when the worker begins to shut down: attempts stop waiting for the API to take
+# their reports (the spool keeps them) and the housekeeping threads end.
+_stopping = threading.Event()
+SPOOL_PASS_EVERY = 2.0  # seconds between passes of the leftover spool sender
 
 
 def runner() -> JobRunner:
@@ -31,6 +43,7 @@ def runner() -> JobRunner:
             executor=DockerExecutor(),
             coordinator=CoordinatorClient(settings.resolved_api_url),
             registry=RegistryClient(settings.resolved_api_url),
+            stopping=_stopping,
         )
     return _runner
 
@@ -64,6 +77,11 @@ def reap_once() -> list[str]:
         client.close()
 
 
+def sweep_once() -> list[str]:
+    """Remove the job dirs of this work dir that no live attempt holds."""
+    return [str(p) for p in WorkDir(get_settings().resolved_work_dir).sweep()]
+
+
 def _reaper_loop(stop: threading.Event) -> None:
     interval = get_settings().reap_interval
     while True:
@@ -73,20 +91,49 @@ def _reaper_loop(stop: threading.Event) -> None:
                 log.warning("reaper removed %d orphaned container(s)", len(removed))
         except Exception as exc:
             log.warning("reaper pass failed: %s", exc)
+        try:
+            sweep_once()
+        except Exception as exc:
+            log.warning("job dir sweep failed: %s", exc)
         if stop.wait(interval):
             return
 
 
-_stop_reaper = threading.Event()
+def _spool_loop(stop: threading.Event) -> None:
+    """Send the reports dead or stopped attempts left in the spool, until shutdown."""
+    settings = get_settings()
+    directory = WorkDir(settings.resolved_work_dir).spool_dir
+    client = CoordinatorClient.for_spool(settings.resolved_api_url)
+    try:
+        while True:
+            try:
+                resend_leftovers(directory, client, settings.spool_patience)
+            except Exception as exc:
+                log.warning("spool pass failed: %s", exc)
+            if stop.wait(SPOOL_PASS_EVERY):
+                return
+    finally:
+        client.close()
 
 
 @signals.worker_ready.connect
-def _start_reaper(**_: Any) -> None:
-    threading.Thread(
-        target=_reaper_loop, args=(_stop_reaper,), daemon=True, name="farm-reaper"
-    ).start()
+def _start_housekeeping(**_: Any) -> None:
+    # The work dir is made private before any job runs and before anything is swept.
+    # One this worker cannot own is logged here, and fails every job with the same line.
+    try:
+        WorkDir(get_settings().resolved_work_dir).prepare()
+    except (ConfigError, OSError) as exc:
+        log.error("the work dir is unusable, no job can run: %s", exc)
+        return
+    for name, target in (("farm-reaper", _reaper_loop), ("farm-spool", _spool_loop)):
+        threading.Thread(target=target, args=(_stopping,), daemon=True, name=name).start()
+
+
+@signals.worker_shutting_down.connect
+def _shutting_down(**_: Any) -> None:
+    _stopping.set()
 
 
 @signals.worker_shutdown.connect
 def _stop(**_: Any) -> None:
-    _stop_reaper.set()
+    _stopping.set()

@@ -3,6 +3,19 @@
 The worker decides nothing about the build: it asks the coordinator for the
 attempt (a stale or duplicated message gets no assignment and does nothing),
 fetches inputs by digest over HTTP, runs the container and reports back.
+
+Three fences keep an attempt honest (issue 16): its job dir lives under the worker's
+private work dir and is removed by whoever finds it unlocked (``workdir``); its
+container stops itself when this worker stops renewing its lease, and the next
+attempt removes it first on the same dockerd (``lease``, ``executor.reaper.fence``);
+its log and result are spooled on disk and re-sent until the API takes them
+(``spool``).
+
+The Celery task's slot stays taken while the attempt's own report is being
+delivered, also through an API outage: claims need the same API, so a freed slot
+could run nothing meanwhile — it would only take the next message off the broker and
+lose it to a failing claim. A worker that is shutting down stops waiting and leaves
+the spool on disk; the next start (or any worker sharing the work dir) sends it.
 """
 
 from __future__ import annotations
@@ -10,30 +23,35 @@ from __future__ import annotations
 import logging
 import math
 import re
-import shutil
+import threading
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from farm.domain.messages import MAX_MESSAGE, ArtifactReport, Assignment, FinishReport
 from farm.domain.statuses import ArtifactKind, FailureReason
-from farm.errors import FarmError, ImageNotFound, ProtocolMismatch
+from farm.errors import FarmError, ImageNotFound, ProtocolMismatch, ServiceUnavailable
 from farm.executor.base import ContainerJob, Executor, Limits, Mount, RunResult, resolve_image
-from farm.executor.reaper import job_labels
+from farm.executor.reaper import LABEL_API, job_labels
 from farm.pipeline.expressions import compile_regex
 from farm.registry.archive import compression_level, pack, unpack
 from farm.registry.client import RegistryClient
 from farm.settings import Settings
 from farm.worker.api_client import CoordinatorClient
 from farm.worker.cache import CacheIndex, JobCaches, literal_pattern, untracked_files
+from farm.worker.lease import LEASE_FILE, LeaseKeeper, container_lease
 from farm.worker.logstream import LogStream
 from farm.worker.scripts import write_scripts
+from farm.worker.spool import Spool, deliver
+from farm.worker.workdir import WorkDir
 
 log = logging.getLogger("farm.worker")
-# Which farm a container belongs to: reapers of another farm on the same dockerd
-# (a second install, a test farm) must leave it alone.
-LABEL_API = "farm.api"
+__all__ = ["LABEL_API", "JobRunner", "coverage_of", "parse_dotenv"]
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -86,6 +104,17 @@ class JobRunner:
     coordinator: CoordinatorClient
     registry: RegistryClient
     cache_index: CacheIndex | None = None  # built on first use: most jobs have no cache
+    # Sends the spooled log and result: one try per call, the spool retries.
+    reporter: CoordinatorClient | None = None
+    # Set when the worker shuts down: stop waiting for the API, leave the spool on disk.
+    stopping: threading.Event = field(default_factory=threading.Event)
+    workdir: WorkDir | None = None
+
+    def __post_init__(self) -> None:
+        if self.reporter is None:
+            self.reporter = CoordinatorClient.for_spool(self.coordinator.base_url)
+        if self.workdir is None:
+            self.workdir = WorkDir(self.settings.resolved_work_dir)
 
     def run(self, job_id: int, attempt: int) -> str:
         """Run ``attempt`` of ``job_id`` if it is still ours to run; returns what happened."""
@@ -104,11 +133,22 @@ class JobRunner:
         if spec is None:
             log.info("job %s attempt %s is stale or taken; nothing to do", job_id, attempt)
             return "stale"
-        jobdir = self.settings.resolved_work_dir / f"job-{job_id}-{attempt}-{uuid.uuid4().hex[:8]}"
+        assert self.workdir is not None and self.reporter is not None
+        spool, spool_error = self._spool(job_id, attempt)
         try:
-            with LogStream(self.coordinator, job_id, attempt, masks=spec.masks) as logs:
+            with LogStream(
+                self.reporter,
+                job_id,
+                attempt,
+                masks=spec.masks,
+                spool=spool,
+                cap=self.settings.log_max_bytes,
+            ) as logs:
+                if spool_error:
+                    logs.system(spool_error)
                 try:
-                    outcome = self._execute(spec, jobdir, logs)
+                    with self.workdir.job_dir(job_id, attempt) as jobdir:
+                        outcome = self._execute(spec, jobdir, logs)
                 except Exception as exc:
                     # A fault of this worker or its host, not of the job: fail the attempt
                     # now with a reason (retry: when: runner_system_failure applies) rather
@@ -118,11 +158,25 @@ class JobRunner:
                     logs.system(message)
                     result = RunResult(exit_code=None, reason="worker_error", message=message)
                     outcome = _Outcome(result, [])
-            self.coordinator.finish(job_id, _report(attempt, outcome))
+            # The job dir is gone (artifacts are uploaded); the report is durable first.
+            spool.add_finish(_report(attempt, outcome))
+            how = deliver(spool, self.reporter, self.settings.spool_patience, self.stopping)
+            if how != "delivered":
+                log.warning("job %s attempt %s: report %s", job_id, attempt, how)
             result = outcome.result
             return result.reason or f"exit {result.exit_code}"
         finally:
-            shutil.rmtree(jobdir, ignore_errors=True)
+            spool.close()
+
+    def _spool(self, job_id: int, attempt: int) -> tuple[Spool, str]:
+        """The attempt's spool on disk; in memory (and why, for the log) if that fails."""
+        assert self.workdir is not None
+        try:
+            return Spool.create(self.workdir.spool_dir, job_id, attempt), ""
+        except Exception as exc:  # the report must still go out, without durability
+            log.exception("job %s attempt %s: cannot spool reports on disk", job_id, attempt)
+            why = f"WARNING: reports are not spooled on disk: {type(exc).__name__}: {exc}"
+            return Spool.memory(job_id, attempt), why
 
     def _execute(self, spec: Assignment, jobdir: Path, logs: LogStream) -> _Outcome:
         workspace = jobdir / "workspace"
@@ -140,10 +194,14 @@ class JobRunner:
         try:
             variables, tracked = self._fetch_inputs(spec, jobdir, workspace, logs)
             caches = self._caches(spec, jobdir, workspace, variables, logs)
-            write_scripts(jobdir / "farm", spec.before_script, spec.script, spec.after_script)
-            result = self.executor.run(
-                self._container(spec, jobdir, variables), write, logs.canceled
+            lease = container_lease(self.settings)
+            write_scripts(
+                jobdir / "farm", spec.before_script, spec.script, spec.after_script, lease
             )
+            with LeaseKeeper(jobdir / "farm" / LEASE_FILE):
+                result = self.executor.run(
+                    self._container(spec, jobdir, variables), write, logs.canceled
+                )
         except ImageNotFound as exc:
             result = RunResult(exit_code=None, reason="image_not_found", message=str(exc))
         except FarmError as exc:
@@ -159,7 +217,9 @@ class JobRunner:
         if caches is not None:
             caches.save(ok, tracked)
         try:
-            artifacts = self._collect(spec, jobdir, workspace, result, logs, tracked)
+            artifacts = self._patiently(
+                lambda: self._collect(spec, jobdir, workspace, result, logs, tracked), logs
+            )
         except FarmError as exc:
             logs.system(f"uploading artifacts failed: {exc}")
             failed = RunResult(
@@ -171,6 +231,25 @@ class JobRunner:
             f"Job {status}" + (f" (exit code {result.exit_code})" if result.exit_code else "")
         )
         return _Outcome(result, artifacts, coverage)
+
+    def _patiently(self, call: Callable[[], _T], logs: LogStream) -> _T:
+        """``call()``, tried again while the farm API is unreachable (uploads after a job).
+
+        An outage at the end of a job must not turn its success into a failure: keep
+        trying for ``FARM_SPOOL_PATIENCE`` seconds, as the report itself would.
+        """
+        deadline = time.monotonic() + self.settings.spool_patience
+        wait = 1.0
+        while True:
+            try:
+                return call()
+            except ServiceUnavailable as exc:
+                if time.monotonic() + wait > deadline or self.stopping.is_set():
+                    raise
+                logs.system(f"the farm API is unreachable ({exc}); trying again in {wait:g} s")
+                if self.stopping.wait(wait):
+                    raise
+                wait = min(wait * 2, 30.0)
 
     def _caches(
         self,

@@ -2,7 +2,8 @@
 
 ``before_script`` and ``script`` share one shell that stops at the first failing
 line; ``after_script`` runs in a fresh shell whatever happened, and its own failure
-does not change the job's result.
+does not change the job's result. The wrapper (``run.sh``) also watches the worker's
+lease (``farm/worker/lease.py``) and stops the job when its worker is gone.
 """
 
 from __future__ import annotations
@@ -13,18 +14,49 @@ from pathlib import Path
 RUN_SH = """\
 #!/bin/sh
 # farm job wrapper: main script under `sh -e`, then after_script whatever happened.
-cd "$CI_PROJECT_DIR" || exit 1
+{lease_watch}cd "$CI_PROJECT_DIR" || exit 1
 sh -e /farm/main.sh
 rc=$?
 if [ -s /farm/after.sh ]; then
   if [ "$rc" -eq 0 ]; then CI_JOB_STATUS=success; else CI_JOB_STATUS=failed; fi
   export CI_JOB_STATUS
   printf '\\033[36;1mRunning after_script\\033[0m\\n'
-  ( cd "$CI_PROJECT_DIR" && sh -e /farm/after.sh ) || \
+  ( cd "$CI_PROJECT_DIR" && sh -e /farm/after.sh ) || \\
     printf '\\033[33mafter_script failed (ignored)\\033[0m\\n'
 fi
 exit "$rc"
 """
+
+# The worker renews /farm/lease every second (farm/worker/lease.py); /farm is mounted
+# read-only, so only the worker can. When the lease is older than {seconds} s the worker
+# is gone: kill every process of the job (not init, not this loop), so the container ends
+# before the coordinator hands the job to another worker. Images without stat -c or
+# date +%s run unguarded, with a warning.
+LEASE_WATCH = """\
+if stat -c %Y /farm/lease >/dev/null 2>&1 && date +%s >/dev/null 2>&1; then
+  (
+    trap '' HUP INT TERM
+    while sleep 1; do
+      renewed=$(stat -c %Y /farm/lease 2>/dev/null) || renewed=0
+      if [ $(( $(date +%s) - renewed )) -gt {seconds} ]; then
+        printf '\\n[farm] the worker stopped renewing the job lease for %s s: %s\\n' \\
+          {seconds} 'stopping the job' >&2
+        kill -KILL -1 2>/dev/null
+        exit 0
+      fi
+    done
+  ) </dev/null &
+else
+  printf '\\033[33m[farm] warning: %s; %s\\033[0m\\n' 'the image has no stat -c or date +%s' \\
+    'this job cannot stop itself if its worker dies' >&2
+fi
+"""
+
+
+def run_sh(lease_seconds: int | None = None) -> str:
+    """The wrapper script; with ``lease_seconds``, it kills the job when the lease is stale."""
+    watch = LEASE_WATCH.replace("{seconds}", str(int(lease_seconds))) if lease_seconds else ""
+    return RUN_SH.replace("{lease_watch}", watch)
 
 
 def _echo(command: str) -> str:
@@ -42,9 +74,18 @@ def render(commands: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_scripts(dest: Path, before: list[str], script: list[str], after: list[str]) -> None:
-    """Write run.sh, main.sh and after.sh into ``dest`` (mounted read-only at /farm)."""
+def write_scripts(
+    dest: Path,
+    before: list[str],
+    script: list[str],
+    after: list[str],
+    lease_seconds: int | None = None,
+) -> None:
+    """Write run.sh, main.sh and after.sh into ``dest`` (mounted read-only at /farm).
+
+    ``lease_seconds``: run.sh stops the job once ``/farm/lease`` is older than this.
+    """
     dest.mkdir(parents=True, exist_ok=True)
-    (dest / "run.sh").write_text(RUN_SH)
+    (dest / "run.sh").write_text(run_sh(lease_seconds))
     (dest / "main.sh").write_text(render([*before, *script]))
     (dest / "after.sh").write_text(render(after) if after else "")

@@ -145,10 +145,12 @@ ASSIGNMENT_KEYS = {
 }
 
 
-def test_wire_keys_are_the_old_ones_plus_protocol() -> None:
+def test_wire_keys_are_the_old_ones_plus_protocol_and_offset() -> None:
     claim = wire(ClaimRequest(attempt=1, worker="w"))
     assert claim == {"protocol": PROTOCOL_VERSION, "attempt": 1, "worker": "w"}
-    assert set(wire(LogRequest(attempt=1))) == {"protocol", "attempt", "data"}
+    # offset (bytes of output sent before this chunk) was added in protocol 1 as an
+    # optional field: an older API ignores it, an older worker leaves it out.
+    assert set(wire(LogRequest(attempt=1))) == {"protocol", "attempt", "data", "offset"}
     assert wire(LogReply(continue_=True, accepted=False)) == {"continue": True, "accepted": False}
     report = wire(finish_report())
     assert set(report) == {

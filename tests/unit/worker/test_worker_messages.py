@@ -18,8 +18,8 @@ class FakeClient:
         self.sent: list[str] = []
         self.room = room
 
-    def log(self, job_id: int, attempt: int, text: str) -> LogReply:
-        LogRequest(attempt=attempt, data=text)  # what the real client would send
+    def log(self, job_id: int, attempt: int, text: str, offset: int | None = None) -> LogReply:
+        LogRequest(attempt=attempt, data=text, offset=offset)  # what the real client sends
         self.sent.append(text)
         self.room -= len(text)
         return LogReply(continue_=True, accepted=self.room > 0)
@@ -62,3 +62,10 @@ def test_report_is_a_finish_report_with_the_message_cut_to_fit() -> None:
     assert wire["protocol"] == 1 and wire["exit_code"] is None
     ok = _report(1, _Outcome(RunResult(exit_code=0, reason=None), [], coverage=87.5))
     assert (ok.exit_code, ok.reason, ok.message, ok.coverage) == (0, None, "", 87.5)
+
+
+def test_a_log_request_may_say_where_its_chunk_starts_and_old_bodies_still_parse() -> None:
+    old = LogRequest.model_validate({"attempt": 1, "data": "x"})  # a worker before offsets
+    assert old.offset is None
+    new = LogRequest(attempt=1, data="y", offset=41)
+    assert new.model_dump(mode="json") == {"protocol": 1, "attempt": 1, "data": "y", "offset": 41}
