@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +19,9 @@ from farm.cli.lint import lint
 from farm.cli.progress import follow
 from farm.cli.release import release as release_cmd
 from farm.cli.rollout import rollout as rollout_cmd
-from farm.cli.services import api_healthy, farm_argv, pidfile, read_pid, run_farm, stop_pid
+from farm.cli.services import api_healthy, farm_argv, pidfile, read_pid, serve, stop_pid
+from farm.cli.services import ps as ps_cmd
+from farm.cli.supervise import state_path
 from farm.domain.statuses import FINAL_JOB, BuildStatus
 from farm.errors import FarmError
 from farm.settings import get_settings
@@ -87,35 +88,8 @@ def up(
     if detach:
         _detach(settings.data_dir, workers, concurrency, no_flower)
         return
-    sup = run_farm(settings, workers, concurrency, not no_flower)
-    pidfile(settings).write_text(str(os.getpid()))
-    stopping = False
-
-    def _term(_sig: int, _frame: Any) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, _term)
-    signal.signal(signal.SIGINT, _term)
-    click.echo(
-        f"farm is up: API {settings.resolved_api_url} · {workers} worker(s) · "
-        + ("" if no_flower else f"Flower http://127.0.0.1:{settings.flower_port} · ")
-        + f"logs in {sup.log_dir}",
-        err=True,
-    )
-    try:
-        while not stopping:
-            dead = sup.alive()
-            if dead:
-                click.echo(f"error: {', '.join(dead)} exited; see {sup.log_dir}", err=True)
-                break
-            time.sleep(0.5)
-    finally:
-        click.echo("stopping farm…", err=True)
-        sup.stop()
-        pidfile(settings).unlink(missing_ok=True)
-    if not stopping:
-        sys.exit(1)
+    # Supervised: a child that dies is restarted with backoff; a crash loop exits 2.
+    serve(settings, workers, concurrency, not no_flower)
 
 
 def _detach(data_dir: Path, workers: int, concurrency: int, no_flower: bool) -> None:
@@ -139,7 +113,11 @@ def _detach(data_dir: Path, workers: int, concurrency: int, no_flower: bool) -> 
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise FarmError(f"farm up exited; see {data_dir / 'logs' / 'farm-up.log'}")
+            log = data_dir / "logs" / "farm-up.log"
+            last = log.read_text(errors="replace").strip().rpartition("\n")[2]
+            if last.startswith("error: "):  # one line that names the cause and its log
+                raise FarmError(last.removeprefix("error: "))
+            raise FarmError(f"farm up exited; see {log}")
         if api_healthy(settings.resolved_api_url) and read_pid(settings):
             click.echo(
                 f"farm is up in the background (pid {proc.pid}): API "
@@ -155,15 +133,17 @@ def _detach(data_dir: Path, workers: int, concurrency: int, no_flower: bool) -> 
 
 @cli.command()
 def down() -> None:
-    """Stop a farm started with `farm up --detach`."""
+    """Stop a farm started with `farm up --detach`: its children first, then itself."""
     settings = get_settings()
     pid = read_pid(settings)
     if pid is None:
+        state_path(settings.data_dir).unlink(missing_ok=True)
         click.echo("farm is not running", err=True)
         return
     if not stop_pid(pid):
         raise FarmError(f"farm (pid {pid}) did not stop within 60 s")
     pidfile(settings).unlink(missing_ok=True)
+    state_path(settings.data_dir).unlink(missing_ok=True)
     click.echo("farm stopped", err=True)
 
 
@@ -388,6 +368,7 @@ cli.add_command(artifacts_cmd.artifacts)
 cli.add_command(release_cmd)
 cli.add_command(rollout_cmd)
 cli.add_command(gc_cmd)
+cli.add_command(ps_cmd)
 
 
 def main() -> None:
