@@ -187,7 +187,9 @@ class Store(Protocol):
     ) -> ArtifactRecord:
         """Record a stored blob as an artifact of a build (and of a job, unless None)."""
 
-    def append_log(self, job_id: int, attempt: int, data: str, cap: int) -> bool:
+    def append_log(
+        self, job_id: int, attempt: int, data: str, cap: int, offset: int | None = None
+    ) -> bool:
         """Append output of ``attempt`` (ignored for any other attempt). Past ``cap``
         bytes the text is cut and one truncation marker is stored, once.
 

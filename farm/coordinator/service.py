@@ -597,9 +597,9 @@ class Coordinator:
             job_id, [JobStatus.RUNNING], expect_attempt=attempt, heartbeat_at=utcnow()
         )
 
-    def append_log(self, job_id: int, attempt: int, text: str) -> bool:
+    def append_log(self, job_id: int, attempt: int, text: str, offset: int | None = None) -> bool:
         """Store output of a running attempt (capped); False once the log is full."""
-        return self.store.append_log(job_id, attempt, text, self.settings.log_max_bytes)
+        return self.store.append_log(job_id, attempt, text, self.settings.log_max_bytes, offset)
 
     def finish(self, job_id: int, attempt: int, result: JobResult) -> JobRecord:
         """An attempt ended: record it, retry per ``retry:``, advance the build."""

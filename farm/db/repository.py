@@ -46,6 +46,7 @@ from farm.db.caches import CacheIndexMixin
 from farm.db.session import aware, transaction
 from farm.db.tables import ArtifactRow, BuildRow, JobRow, LogChunkRow, ResourceGroupRow
 from farm.domain.clock import utcnow
+from farm.domain.logs import fit_chunk
 from farm.domain.records import ArtifactRecord, BuildRecord, JobRecord, NewBuild
 from farm.domain.specs import JobSpec
 from farm.domain.statuses import ACTIVE_BUILD, BuildStatus, JobStatus
@@ -593,26 +594,21 @@ class Store(CacheIndexMixin):
 
     # --- logs ------------------------------------------------------------------------
 
-    def append_log(self, job_id: int, attempt: int, data: str, cap: int) -> bool:
-        """Append output of ``attempt``; past ``cap`` bytes one truncation marker is stored.
+    def append_log(
+        self, job_id: int, attempt: int, data: str, cap: int, offset: int | None = None
+    ) -> bool:
+        """Append output of ``attempt`` (farm.domain.logs: cap, marker, resent bytes).
 
         Returns False once the log is full (the worker may stop sending).
         """
-        marker = f"\n[farm] log truncated: the job wrote more than {cap} bytes\n"
         with self._tx() as s:
             row = s.get(JobRow, job_id, with_for_update=True)
             if row is None or row.attempt != attempt:
                 return False
-            used = row.log_bytes
-            if used >= cap:
-                return False
-            size = len(data.encode())
-            if used + size > cap:
-                room = max(cap - used, 0)
-                data = data.encode()[:room].decode(errors="ignore") + marker
-                size = cap
-            s.add(LogChunkRow(job_id=job_id, attempt=attempt, data=data))
-            row.log_bytes = min(used + size, cap)
+            fitted = fit_chunk(row.log_bytes, data, cap, offset)
+            if fitted is not None:
+                text, row.log_bytes = fitted
+                s.add(LogChunkRow(job_id=job_id, attempt=attempt, data=text))
             return row.log_bytes < cap
 
     def read_log(self, job_id: int, attempt: int, after: int = 0) -> tuple[str, int]:

@@ -65,7 +65,7 @@ def append_log(job_id: JobIdPath, body: LogRequest, coord: CoordinatorDep) -> Lo
     """Append output; the answer says whether the attempt may go on (cancel, reassignment)."""
     check_protocol(body.protocol)
     alive = coord.heartbeat(job_id, body.attempt)
-    accepted = coord.append_log(job_id, body.attempt, body.data) if body.data else True
+    accepted = coord.append_log(job_id, body.attempt, body.data, body.offset) if body.data else True
     return LogReply(continue_=alive, accepted=accepted)
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from farm.coordinator.ports import Blobs, BrokerProbe, Dispatcher, Store
 from farm.domain.clock import utcnow
+from farm.domain.logs import fit_chunk
 from farm.domain.records import ArtifactRecord, BuildRecord, JobRecord, NewBuild
 from farm.domain.statuses import ACTIVE_BUILD, BuildStatus, JobStatus
 from farm.errors import DigestMismatch, NotFound, UploadError
@@ -341,25 +342,21 @@ class FakeStore:
         with self._lock:
             return [a for a in self._artifacts if a.build_id == build_id]
 
-    def append_log(self, job_id: int, attempt: int, data: str, cap: int) -> bool:
-        # Same semantics as farm.db.repository.Store.append_log, marker text included.
-        marker = f"\n[farm] log truncated: the job wrote more than {cap} bytes\n"
+    def append_log(
+        self, job_id: int, attempt: int, data: str, cap: int, offset: int | None = None
+    ) -> bool:
+        # The real store's rule (farm.domain.logs.fit_chunk), on a dict.
         with self._lock:
             job = self._jobs.get(job_id)
             if job is None or job.attempt != attempt:
                 return False
-            used = job.log_bytes
-            if used >= cap:
-                return False
-            size = len(data.encode())
-            if used + size > cap:
-                room = max(cap - used, 0)
-                data = data.encode()[:room].decode(errors="ignore") + marker
-                size = cap
-            self.logs.setdefault((job_id, attempt), []).append(data)
-            log_bytes = min(used + size, cap)
-            self._jobs[job_id] = dataclasses.replace(job, log_bytes=log_bytes)
-            return log_bytes < cap
+            fitted = fit_chunk(job.log_bytes, data, cap, offset)
+            if fitted is not None:
+                text, log_bytes = fitted
+                self.logs.setdefault((job_id, attempt), []).append(text)
+                job = dataclasses.replace(job, log_bytes=log_bytes)
+                self._jobs[job_id] = job
+            return job.log_bytes < cap
 
     def read_log(self, job_id: int, attempt: int) -> str:
         """The whole stored log of an attempt (tests)."""
