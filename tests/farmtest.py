@@ -247,3 +247,16 @@ class Health:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def farm_cli(
+    env: dict[str, str], *args: str, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run ``farm ARGS`` as a process with ``env`` (e2e tests of `farm up` and friends)."""
+    return subprocess.run(
+        [sys.executable, "-m", "farm.cli.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.farmtest import BUSYBOX, free_port, make_repo, wait_for
+from tests.farmtest import BUSYBOX, farm_cli, free_port, make_repo, wait_for
 
-
-def _farm(
-    env: dict[str, str], *args: str, timeout: float = 300
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "farm.cli.main", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+_farm = farm_cli
 
 
 @pytest.fixture(scope="module")

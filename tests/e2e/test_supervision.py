@@ -24,19 +24,9 @@ import pytest
 
 from farm.cli.supervise import ChildSpec, CrashLoop, Policy, Supervisor
 from farm.errors import ConfigError
-from tests.farmtest import BUSYBOX, free_port, make_repo, wait_for
+from tests.farmtest import BUSYBOX, farm_cli, free_port, make_repo, wait_for
 
-
-def _farm(
-    env: dict[str, str], *args: str, timeout: float = 300
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "farm.cli.main", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+_farm = farm_cli
 
 
 def _env(data: Path, **extra: str) -> dict[str, str]:
