@@ -194,8 +194,11 @@ class DockerExecutor:
         labels = job.labels
         if LABEL_JOB not in labels or LABEL_ATTEMPT not in labels:
             return []
+        attempt = int(labels[LABEL_ATTEMPT])
+        if attempt == 1:
+            return []  # attempts only count up: the first has no other attempt to fence off
         scope = {k: labels[k] for k in (LABEL_JOB, LABEL_BUILD, LABEL_API) if k in labels}
-        return fence(self.client, scope, int(labels[LABEL_ATTEMPT]), self.fence_timeout)
+        return fence(self.client, scope, attempt, self.fence_timeout)
 
 
 class _Attempt:
