@@ -256,7 +256,11 @@ class RolloutController:
             if not matches_auto(plan, build.ref):
                 return
             version = _pipeline_version(build) or auto_version(plan, build.ref, build.id)
-            self.engine.registry.create_release(build.id, version)
+            _, created = self.engine.registry.create_release(build.id, version)
+            if not created:
+                # The build finished again (a manual job played after it was green): its
+                # release exists and was rolled out once; never start a second rollout.
+                return
             rec = self.engine.start(build.project, version, actor=CD_ACTOR, queue=True)
             log.info(
                 "build %s on %s: released %s, rollout %s", build.id, build.ref, version, rec.id

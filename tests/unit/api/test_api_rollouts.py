@@ -135,3 +135,24 @@ def test_bad_plan_is_refused_with_file_and_line(
     assert resp.json()["error"] == PlanError.__name__
     assert ".farm/rollout.yml:3" in resp.json()["detail"]
     assert client.get("/api/v1/rollouts", params={"project": "bad"}).json() == []
+
+
+def test_a_build_that_finishes_again_is_not_rolled_out_twice(
+    client: Any, worker: WorkerWire, tmp_path: Path, health: Health
+) -> None:
+    # The first step bakes long: the rollout is still under way when the build finishes again.
+    plan = PLAN.format(port=health.port).replace("bake: 0", "bake: 600", 1)
+    plan += "auto: {branches: [main]}\n"
+    repo = make_repo(tmp_path / "cd", {".farm-ci.yml": PIPELINE, ".farm/rollout.yml": plan})
+    build = client.post("/api/v1/builds", json={"repo": str(repo)}).json()
+    worker.run(job_id(build, "compile"), artifacts=[worker.artifact("compile", b"v1")])
+    worker.run(job_id(build, "unit"))
+    rollouts = client.get("/api/v1/rollouts", params={"project": "cd"}).json()
+    assert [r["version"] for r in rollouts] == [f"main-{build['id']}"]
+    assert rollouts[0]["state"] == "progressing"
+    # A person plays the manual deploy job of the green build: the build finishes again.
+    played = client.post(f"/api/v1/jobs/{job_id(build, 'deploy')}/play")
+    assert played.status_code == 200, played.text
+    worker.run(job_id(build, "deploy"))
+    assert client.get(f"/api/v1/builds/{build['id']}").json()["status"] == "success"
+    assert len(client.get("/api/v1/rollouts", params={"project": "cd"}).json()) == 1
