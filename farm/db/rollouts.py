@@ -24,7 +24,7 @@ from farm.db.tables import ReleaseRow, RolloutEventRow, RolloutRow
 from farm.errors import Conflict, NotFound
 from farm.rollout.model import Plan
 from farm.rollout.records import ACTIVE, Phase, RolloutEvent, RolloutRecord
-from farm.rollout.state import RolloutSnapshot, RolloutState, Transition, new_rollout
+from farm.rollout.snapshot import RolloutSnapshot, RolloutState, Transition, new_rollout
 
 
 def _now() -> datetime:

@@ -37,7 +37,7 @@ from farm.rollout.checks import CheckOutcome, evaluate, evaluate_job, render_url
 from farm.rollout.model import HttpCheck, JobCheck, Plan
 from farm.rollout.plan import auto_version, load_plan, matches_auto
 from farm.rollout.records import Phase, RolloutRecord
-from farm.rollout.state import RolloutState
+from farm.rollout.snapshot import RolloutState
 
 log = logging.getLogger("farm.rollout")
 CIDRS_INLINE_MAX = 64 * 1024

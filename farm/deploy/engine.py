@@ -34,7 +34,7 @@ from farm.registry.store import BlobStore
 from farm.rollout import state as rules
 from farm.rollout.model import Plan
 from farm.rollout.records import ACTIVE, Phase, RolloutRecord
-from farm.rollout.state import RolloutSnapshot, RolloutState, Transition
+from farm.rollout.snapshot import RolloutSnapshot, RolloutState, Transition
 
 log = logging.getLogger("farm.rollout")
 

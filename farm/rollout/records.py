@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from farm.rollout.state import RolloutSnapshot, RolloutState
+from farm.rollout.snapshot import RolloutSnapshot, RolloutState
 
 
 class Phase(StrEnum):
