@@ -118,11 +118,23 @@ class Settings(BaseSettings):
     s3_secret_access_key: SecretStr | None = None
     gc_grace_seconds: int = 3600  # unreferenced blobs younger than this are kept (uploads race GC)
     provenance_builder_id: str | None = None  # SLSA builder.id; default from the API URL
+    # Secrets at rest: a Fernet key (several comma-separated to rotate: the first encrypts,
+    # all decrypt); None = the key file $FARM_DATA_DIR/keys/secrets.key made on first start.
+    secret_key: SecretStr | None = None
 
     # Rollouts: how often the engine looks at progressing rollouts, and which proxies may
     # tell the deliver endpoint a client's address in X-Forwarded-For (nginx's `proxy`).
     rollout_tick: float = 0.5
     trusted_proxies: list[str] = Field(default_factory=list)
+
+    # Webhooks (POST /api/v1/hooks/github, /api/v1/hooks/gitlab): each endpoint is off
+    # (404) until its secret is set. The payload's clone URL must use one of these
+    # schemes, so a webhook never builds a path on the coordinator's disk (tests add "file").
+    github_webhook_secret: SecretStr | None = None
+    gitlab_webhook_token: SecretStr | None = None
+    hook_allowed_url_schemes: list[str] = Field(
+        default_factory=lambda: ["https", "http", "ssh", "git"]
+    )
 
     @property
     def resolved_api_url(self) -> str:

@@ -23,6 +23,7 @@ from farm.api.routers import (
     blobs,
     builds,
     caches,
+    hooks,
     jobs,
     registry,
     releases,
@@ -34,6 +35,7 @@ from farm.coordinator.service import Coordinator
 from farm.db.releases import RegistryDb
 from farm.db.repository import Store
 from farm.db.rollouts import RolloutDb
+from farm.db.secrets import secret_box
 from farm.db.session import make_engine, make_sessionmaker, migrate
 from farm.deploy.controller import RolloutController
 from farm.deploy.engine import RolloutEngine
@@ -76,7 +78,11 @@ def create_app(
     engine = make_engine(settings.resolved_database_url)
     migrate(engine)
     store_sessions = make_sessionmaker(engine)
-    store = Store(store_sessions)
+    # Secrets are encrypted at rest under FARM_SECRET_KEY or the key file (one-line error
+    # if the key is malformed).
+    key_text = settings.secret_key.get_secret_value() if settings.secret_key else None
+    store = Store(store_sessions, secret_box(key_text, settings.key_dir))
+    store.check_secret_key()  # a wrong key stops the start, not a build later
     blobstore = make_blob_store(settings)
     celery = make_celery(settings)
     if dispatcher is None:
@@ -181,4 +187,5 @@ def create_app(
         rollouts.router,
     ):
         app.include_router(r)
+    hooks.install(app, store_sessions)  # webhooks and their delivery ledger
     return app

@@ -43,6 +43,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from farm.db.caches import CacheIndexMixin
+from farm.db.secrets import SecretBox
 from farm.db.session import aware, transaction
 from farm.db.tables import ArtifactRow, BuildRow, JobRow, LogChunkRow, ResourceGroupRow
 from farm.domain.clock import utcnow
@@ -165,7 +166,7 @@ def _job(row: Any, artifacts: Iterable[Any] = ()) -> JobRecord:
     )
 
 
-def _build(row: BuildRow, jobs: tuple[JobRecord, ...] = ()) -> BuildRecord:
+def _build(box: SecretBox, row: BuildRow, jobs: tuple[JobRecord, ...] = ()) -> BuildRecord:
     return BuildRecord(
         id=row.id,
         project=row.project,
@@ -184,7 +185,7 @@ def _build(row: BuildRow, jobs: tuple[JobRecord, ...] = ()) -> BuildRecord:
         cancel_requested=row.cancel_requested,
         deliverable_digest=row.deliverable_digest,
         error=row.error,
-        secrets=dict(row.secrets or {}),
+        secrets=box.open(row.secrets, row.id),  # decrypted here, in memory only
         jobs=jobs,
         parent_build_id=row.parent_build_id,
     )
@@ -193,11 +194,25 @@ def _build(row: BuildRow, jobs: tuple[JobRecord, ...] = ()) -> BuildRecord:
 class Store(CacheIndexMixin):
     """SQLAlchemy-backed persistence; methods are short transactions."""
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(self, sessions: sessionmaker[Session], secrets: SecretBox | None = None) -> None:
         self._sessions = sessions
+        # Encrypts builds.secrets; without one, a key of this process only (tests).
+        self._box = secrets if secrets is not None else SecretBox.ephemeral()
 
     def _tx(self) -> AbstractContextManager[Session]:
         return transaction(self._sessions)
+
+    def check_secret_key(self) -> None:
+        """Raise a one-line ConfigError if the newest stored secrets do not decrypt."""
+        with self._tx() as s:
+            row = s.execute(
+                select(BuildRow.id, BuildRow.secrets)
+                .where(BuildRow.secrets.is_not(None))
+                .order_by(BuildRow.id.desc())
+                .limit(1)
+            ).first()
+        if row is not None:
+            self._box.open(row.secrets, row.id)
 
     # --- builds ----------------------------------------------------------------------
 
@@ -217,7 +232,7 @@ class Store(CacheIndexMixin):
                 variables=dict(new.variables),
                 created_at=utcnow(),
                 cancel_requested=False,
-                secrets=dict(new.secrets) or None,
+                secrets=self._box.seal(new.secrets),  # encrypted at rest
                 parent_build_id=new.parent_build_id,
             )
             s.add(row)
@@ -250,13 +265,13 @@ class Store(CacheIndexMixin):
             if row is None:
                 raise NotFound(f"build {build_id} does not exist")
             if not with_jobs:
-                return _build(row)
+                return _build(self._box, row)
             # Plain rows, not ORM objects: a 10,000-job build is read in two queries.
             job_rows = s.execute(
                 _select_jobs().where(_JOBS.c.build_id == build_id).order_by(_JOBS.c.position)
             ).all()
             arts = self._job_artifacts(s, build_id)
-            return _build(row, tuple(_job(j, arts.get(j.id, ())) for j in job_rows))
+            return _build(self._box, row, tuple(_job(j, arts.get(j.id, ())) for j in job_rows))
 
     @staticmethod
     def _job_artifacts(s: Session, build_id: int) -> dict[int, list[Any]]:
@@ -323,7 +338,7 @@ class Store(CacheIndexMixin):
                 )
                 for r in rows
             ]
-            return _build(row), lines
+            return _build(self._box, row), lines
 
     def list_builds(
         self, limit: int = 50, project: str | None = None, ref: str | None = None
@@ -335,7 +350,7 @@ class Store(CacheIndexMixin):
                 q = q.where(BuildRow.project == project)
             if ref:
                 q = q.where(BuildRow.ref == ref)
-            return [_build(r) for r in s.scalars(q)]
+            return [_build(self._box, r) for r in s.scalars(q)]
 
     def cas_build(self, build_id: int, from_statuses: Iterable[str], **fields: Any) -> bool:
         """Set ``fields`` on the build only if its status is one of ``from_statuses``."""

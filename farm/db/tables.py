@@ -224,3 +224,23 @@ class RolloutEventRow(Base):
     to_step: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(Text)
     figures: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class HookDeliveryRow(Base):
+    """``hook_deliveries``: one webhook delivery taken, by its id (``github:<X-GitHub-Delivery>``,
+    ``gitlab:<X-Gitlab-Event-UUID>``); unique, so a replayed delivery builds nothing twice.
+
+    The row is claimed before the build is submitted (``build_id`` still null) and
+    released again when the submission fails, so a redelivery can retry it.
+    """
+
+    __tablename__ = "hook_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    delivery: Mapped[str] = mapped_column(String(255), unique=True)
+    host: Mapped[str] = mapped_column(String(16))
+    event: Mapped[str] = mapped_column(String(64))
+    build_id: Mapped[int | None] = mapped_column(
+        ForeignKey("builds.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -1,48 +1,128 @@
 """Masking secrets in a log stream before it leaves the worker.
 
-Output arrives in arbitrary chunks, so a secret can straddle two of them: the
-masker holds back the last ``len(longest secret) - 1`` characters until more
-text (or the end) shows whether they start a secret.
+Each secret is masked in plain text and in the encoded forms a job is likely to print
+(as GitLab does): base64 (standard and URL-safe, with and without padding, and the three
+alignments a secret can have inside a longer base64 string), URL-encoding (``quote``,
+``quote(safe="")``, ``quote_plus``) and hex (lower and upper case). See
+:func:`encoded_forms`.
+
+Output arrives in arbitrary chunks, so a secret can straddle two of them: the masker
+holds back the last ``len(longest form) - 1`` characters until more text (or the end)
+shows whether they start a secret, and keeps as many characters of what it already
+emitted as context, so an occurrence that began inside an emitted mask is masked to its
+end. Every occurrence is found (overlapping ones too) and each run of overlapping
+occurrences becomes one ``[MASKED]``: the output does not depend on the chunking.
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable
+from urllib.parse import quote, quote_plus
 
 MASK = "[MASKED]"
+MIN_FORM = 4  # an encoded form shorter than this is not masked (it would match anywhere)
+
+# Base64 characters that depend only on the secret when it starts k bytes (mod 3) into a
+# longer base64-encoded string: the first group's leading characters mix in the bytes before.
+_SKIP = {0: 0, 1: 2, 2: 3}
+
+
+def _base64_forms(raw: bytes) -> set[str]:
+    forms: set[str] = set()
+    for encode in (base64.b64encode, base64.urlsafe_b64encode):
+        whole = encode(raw).decode("ascii")
+        forms.add(whole)  # padded
+        forms.add(whole.rstrip("="))  # unpadded
+        for k in (0, 1, 2):
+            # The secret k bytes into a longer string: keep the characters made of its
+            # bytes only; a last partial group's final character mixes in the next byte.
+            text = encode(b"\0" * k + raw).decode("ascii").rstrip("=")
+            core = text[_SKIP[k] :]
+            if (k + len(raw)) % 3:
+                core = core[:-1]
+            forms.add(core)
+    return forms
+
+
+def encoded_forms(secret: str) -> set[str]:
+    """The secret and the encoded forms of it the log must not show (empty if none)."""
+    if not secret:
+        return set()
+    raw = secret.encode("utf-8")
+    forms = {secret, quote(secret), quote(secret, safe=""), quote_plus(secret)}
+    forms |= {raw.hex(), raw.hex().upper()}
+    forms |= _base64_forms(raw)
+    # The plain value is always masked (the assignment already applies the minimum
+    # length to it); derived forms only when long enough to be specific.
+    return {secret} | {f for f in forms if len(f) >= MIN_FORM}
+
+
+def _occurrences(text: str, forms: list[str]) -> list[tuple[int, int]]:
+    """Every (start, end) of every form in ``text``, overlapping ones included."""
+    found: list[tuple[int, int]] = []
+    for form in forms:
+        i = text.find(form)
+        while i != -1:
+            found.append((i, i + len(form)))
+            i = text.find(form, i + 1)
+    found.sort()
+    return found
 
 
 class Masker:
-    """Replaces every occurrence of the given values with ``[MASKED]``."""
+    """Replaces every occurrence of the given secrets (and their encodings) with ``[MASKED]``."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        # Longest first, so a secret containing another is masked whole.
-        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
-        self._hold = max((len(s) for s in self._secrets), default=1) - 1
-        self._pending = ""
+        forms: set[str] = set()
+        for s in secrets:
+            forms |= encoded_forms(s)
+        self._forms = sorted(forms, key=len, reverse=True)
+        self._hold = max((len(f) for f in self._forms), default=1) - 1
+        self._buf = ""  # raw text: context already emitted, then text not yet emitted
+        self._done = 0  # how many characters at the start of _buf were already emitted
+        self._mask_end = 0  # where the last emitted mask ends, relative to _buf (<= _done)
 
-    def _mask(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, MASK)
-        return text
+    def _emit(self, limit: int) -> str:
+        """Emit ``_buf[_done:cut]`` masked; cut = limit, or further to finish a mask.
+
+        Occurrences starting before ``limit`` are complete (a form is at most
+        ``_hold + 1`` characters long); ones starting later wait for more text, unless
+        they overlap a mask already written, which then simply goes on.
+        """
+        buf, done = self._buf, self._done
+        out: list[str] = []
+        mask_end = self._mask_end  # end of the current (last written) mask
+        for start, end in _occurrences(buf, self._forms):
+            if end <= done:
+                continue  # emitted already
+            if start < mask_end:
+                mask_end = max(mask_end, end)  # overlaps the current mask: one mask
+                continue
+            if start >= limit:
+                break  # may not be complete yet
+            out.append(buf[max(mask_end, done) : start])
+            out.append(MASK)
+            mask_end = end
+        cut = max(limit, mask_end, done)
+        out.append(buf[max(mask_end, done) : cut])
+        keep = max(cut - self._hold, 0)  # context: occurrences may start before the cut
+        self._buf = buf[keep:]
+        self._done = cut - keep
+        self._mask_end = max(mask_end - keep, 0)
+        return "".join(out)
 
     def feed(self, text: str) -> str:
         """Masked text that is safe to emit now."""
-        if not self._secrets:
+        if not self._forms:
             return text
-        masked = self._mask(self._pending + text)
-        if self._hold == 0:
-            self._pending = ""
-            return masked
-        cut = max(len(masked) - self._hold, 0)
-        # Never cut inside a mask we just wrote: that part is already safe.
-        idx = masked.rfind(MASK, 0, cut + len(MASK))
-        if idx != -1 and idx < cut < idx + len(MASK):
-            cut = idx + len(MASK)
-        self._pending = masked[cut:]
-        return masked[:cut]
+        self._buf += text
+        return self._emit(max(len(self._buf) - self._hold, self._done))
 
     def flush(self) -> str:
         """Everything held back, masked (at the end of the stream)."""
-        rest, self._pending = self._mask(self._pending), ""
+        if not self._forms:
+            return ""
+        rest = self._emit(len(self._buf))
+        self._buf, self._done, self._mask_end = "", 0, 0
         return rest
