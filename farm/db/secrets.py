@@ -15,8 +15,6 @@ provenance key. Records (``farm.domain``) only ever hold the plain values in mem
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from typing import Any
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from farm.errors import ConfigError
+from farm.keyfile import create_once
 
 __all__ = [
     "ENVELOPE_VERSION",
@@ -109,21 +108,9 @@ def load_or_create_secret_key(key_dir: Path) -> SecretBox:
     Written to a temp file and hard-linked into place, so two API processes starting
     together end up using the same key (as :func:`farm.registry.provenance.load_or_create_key`).
     """
-    key_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = key_dir / KEY_FILE
     if not path.exists():
-        tmp = key_dir / f".{uuid.uuid4().hex}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(Fernet.generate_key() + b"\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.link(tmp, path)
-        except FileExistsError:
-            pass  # another process won the race; use its key
-        finally:
-            tmp.unlink(missing_ok=True)
+        create_once(path, Fernet.generate_key() + b"\n")
     try:
         text = path.read_text(encoding="ascii")
     except (OSError, UnicodeDecodeError) as exc:

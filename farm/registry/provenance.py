@@ -17,8 +17,6 @@ import base64
 import binascii
 import hashlib
 import json
-import os
-import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +30,7 @@ from farm import __version__
 from farm.domain.records import BuildRecord
 from farm.domain.statuses import ArtifactKind
 from farm.errors import SignatureError
+from farm.keyfile import create_once
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
@@ -248,18 +247,7 @@ def load_or_create_key(key_dir: Path) -> Ed25519PrivateKey:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        tmp = key_dir / f".{uuid.uuid4().hex}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(pem)
-                f.flush()
-                os.fsync(f.fileno())
-            os.link(tmp, path)
-        except FileExistsError:
-            pass  # another process won the race; use its key
-        finally:
-            tmp.unlink(missing_ok=True)
+        create_once(path, pem)
     key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     if not isinstance(key, Ed25519PrivateKey):
         raise SignatureError(f"{path} is not an ed25519 private key")
