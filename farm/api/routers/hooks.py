@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException
 
@@ -350,10 +350,7 @@ def github(
 ) -> JSONResponse:
     """A GitHub webhook (content type ``application/json``): builds ``push`` and
     ``pull_request`` (opened, synchronize, reopened: the head commit); ``ping`` answers."""
-    secret = settings.github_webhook_secret
-    key = secret.get_secret_value().encode() if secret is not None else b""
-    if not key:
-        raise NotFound("GitHub webhooks are off: FARM_GITHUB_WEBHOOK_SECRET is not set")
+    key = _key(settings.github_webhook_secret, "GitHub", "FARM_GITHUB_WEBHOOK_SECRET")
     expected = b"sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest().encode()
     given = (signature or "").encode("utf-8", "replace")
     if not hmac.compare_digest(expected, given):
@@ -441,10 +438,7 @@ def gitlab(
 ) -> JSONResponse:
     """A GitLab webhook: builds ``Push Hook``, ``Tag Push Hook`` and ``Merge Request Hook``
     (open, reopen, and update with new commits: the source branch's last commit)."""
-    secret = settings.gitlab_webhook_token
-    key = secret.get_secret_value().encode() if secret is not None else b""
-    if not key:
-        raise NotFound("GitLab webhooks are off: FARM_GITLAB_WEBHOOK_TOKEN is not set")
+    key = _key(settings.gitlab_webhook_token, "GitLab", "FARM_GITLAB_WEBHOOK_TOKEN")
     if not hmac.compare_digest(key, (token or "").encode("utf-8", "replace")):
         raise HTTPException(401, "missing or wrong X-Gitlab-Token: nothing was created")
     name = event or ""
@@ -455,6 +449,14 @@ def gitlab(
     delivery = uuid or f"{found.commit}:{found.ref}:{found.source}"
     allowed = settings.hook_allowed_url_schemes
     return _build_once(coord, deliveries, "gitlab", name, delivery, found, allowed)
+
+
+def _key(secret: SecretStr | None, host: str, setting: str) -> bytes:
+    """The configured secret of a host's endpoint; NotFound (the endpoint is off) if unset."""
+    key = secret.get_secret_value().encode() if secret is not None else b""
+    if not key:
+        raise NotFound(f"{host} webhooks are off: {setting} is not set")
+    return key
 
 
 def install(app: FastAPI, sessions: sessionmaker[Session]) -> None:
