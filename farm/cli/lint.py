@@ -18,8 +18,8 @@ from typing import Any
 
 import click
 
-from farm.coordinator.submit import pipeline_limits
-from farm.domain.specs import Pipeline
+from farm.coordinator.submit import catalog_reader, pipeline_limits
+from farm.domain.specs import Notice, Pipeline
 from farm.errors import Diagnostic, PipelineError, PipelineFilteredOut
 from farm.pipeline import PipelineContext, explain, find_pipeline_file, load_pipeline
 from farm.pipeline.limits import check_stored_size
@@ -93,6 +93,12 @@ def _show(diag: Diagnostic, root: Path) -> str:
     return str(Diagnostic(shown, diag.line, diag.col, diag.message))
 
 
+def _show_notice(notice: Notice, root: Path) -> str:
+    shown = _show(Diagnostic(notice.file, notice.line, notice.col, notice.message), root)
+    file_line_col, _, message = shown.partition(": ")
+    return f"{file_line_col}: warning: {message}"
+
+
 def _table(pipeline: Pipeline) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -156,9 +162,16 @@ def lint(
         **extra,
     }
     # The farm's own limits (FARM_PIPELINE_MAX_*), so lint refuses what the API would.
-    limits = pipeline_limits(get_settings())
+    settings = get_settings()
+    limits = pipeline_limits(settings)
+    catalog = settings.component_catalog
     ctx = PipelineContext(
-        variables=variables, files=repo_files(root), read=make_reader(root), limits=limits
+        variables=variables,
+        files=repo_files(root),
+        read=make_reader(root),
+        limits=limits,
+        component_catalog=str(catalog) if catalog is not None else None,
+        read_component=catalog_reader(catalog) if catalog is not None else None,
     )
     try:
         pipeline = load_pipeline(text, file.name, ctx)
@@ -185,8 +198,13 @@ def lint(
     used = [s for s in pipeline.stages if any(j.stage == s for j in pipeline.jobs)]
     if as_json:
         result = {"ok": True, "stages": used, "job_count": len(pipeline.jobs)}
-        click.echo(json.dumps({**result, "jobs": explain(pipeline)}, indent=2))
+        notes = [
+            {**dataclasses.asdict(w), "text": _show_notice(w, root)} for w in pipeline.warnings
+        ]
+        click.echo(json.dumps({**result, "jobs": explain(pipeline), "warnings": notes}, indent=2))
         return
+    for warning in pipeline.warnings:
+        click.echo(_show_notice(warning, root), err=True)
     if show_explain:
         _table(pipeline)
     click.echo(f"OK: {len(pipeline.jobs)} jobs in {len(used)} stages")

@@ -52,6 +52,19 @@ class CacheSpec:
 
 
 @dataclass(frozen=True)
+class DockerOptions:
+    """``image:docker`` / ``services:docker``: how the Docker executor starts the container.
+
+    ``user`` is the container's user (``docker run --user``); ``platform`` the image
+    platform the job expects (``linux/arm64``), checked against the local image since no
+    image is pulled here.
+    """
+
+    platform: str | None = None
+    user: str | None = None
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
     """A sidecar container sharing the job container's network namespace."""
 
@@ -60,6 +73,8 @@ class ServiceSpec:
     entrypoint: tuple[str, ...] | None = None
     command: tuple[str, ...] | None = None
     variables: dict[str, str] = field(default_factory=dict)
+    docker: DockerOptions | None = None
+    pull_policy: tuple[str, ...] = ()  # as written; no registry is reachable here
 
 
 @dataclass(frozen=True)
@@ -115,6 +130,8 @@ class JobSpec:
     node_total: int | None = None
     matrix: dict[str, str] = field(default_factory=dict)
     line: int = 0  # where the job is defined in its file, for messages
+    image_docker: DockerOptions | None = None  # image:docker (user, platform)
+    image_pull_policy: tuple[str, ...] = ()  # image:pull_policy as written
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able form, for persistence."""
@@ -128,6 +145,9 @@ class JobSpec:
             d[key] = tuple(d.get(key) or ())
         if d.get("image_entrypoint") is not None:
             d["image_entrypoint"] = tuple(d["image_entrypoint"])
+        if d.get("image_docker") is not None:
+            d["image_docker"] = DockerOptions(**d["image_docker"])
+        d["image_pull_policy"] = tuple(d.get("image_pull_policy") or ())
         if d.get("needs") is not None:
             d["needs"] = tuple(Need(**n) for n in d["needs"])
         if d.get("dependencies") is not None:
@@ -163,10 +183,25 @@ class JobSpec:
                 entrypoint=tuple(s["entrypoint"]) if s.get("entrypoint") is not None else None,
                 command=tuple(s["command"]) if s.get("command") is not None else None,
                 variables=dict(s.get("variables") or {}),
+                docker=DockerOptions(**s["docker"]) if s.get("docker") is not None else None,
+                pull_policy=tuple(s.get("pull_policy") or ()),
             )
             for s in d.get("services") or ()
         )
         return cls(**d)
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A keyword the pipeline uses that farm accepts but cannot apply (a lint warning)."""
+
+    file: str
+    line: int
+    col: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}: warning: {self.message}"
 
 
 @dataclass(frozen=True)
@@ -176,6 +211,7 @@ class Pipeline:
     stages: tuple[str, ...]
     jobs: tuple[JobSpec, ...]
     variables: dict[str, str] = field(default_factory=dict)
+    warnings: tuple[Notice, ...] = ()  # accepted but not applied here; see GITLAB_COMPAT.md
 
     def job(self, name: str) -> JobSpec:
         """The job called ``name`` (KeyError if none)."""
@@ -217,6 +253,9 @@ class PipelineContext:
     ``rules: exists``); ``read`` returns a file's text or None; ``changed`` lists paths
     changed against the parent commit, or None when unknown (``rules: changes`` is then true,
     as GitLab does for new branches). ``limits`` bound what the pipeline may expand to.
+    ``read_component`` reads a path relative to the component catalog directory
+    ``component_catalog`` (the setting ``FARM_COMPONENT_CATALOG``) for ``include:component``;
+    None when no catalog is configured.
     """
 
     variables: dict[str, str] = field(default_factory=dict)
@@ -224,3 +263,5 @@ class PipelineContext:
     read: Any = None  # Callable[[str], str | None]
     changed: tuple[str, ...] | None = None
     limits: PipelineLimits = field(default_factory=PipelineLimits)
+    component_catalog: str | None = None  # shown in messages
+    read_component: Any = None  # Callable[[str], str | None], relative to the catalog

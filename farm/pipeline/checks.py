@@ -12,9 +12,11 @@ from functools import lru_cache
 from typing import Any
 
 from farm.errors import Diagnostic
+from farm.pipeline.limits import Budget
 from farm.pipeline.yamlsrc import Pos, YList, type_name
 
 MAX_DIAGNOSTICS = 1_000  # problems listed; a file repeating one mistake says how many more
+MAX_LIST_NESTING = 10  # GitLab flattens lists nested by !reference up to 10 levels
 
 
 class Diags:
@@ -25,6 +27,13 @@ class Diags:
         self.muted: set[tuple[str, int]] = set()
         self.unique: set[Diagnostic] = set()
         self.dropped = 0
+        self.warnings: list[Diagnostic] = []  # accepted, but not applied here
+
+    def warn(self, pos: Pos, message: str) -> None:
+        """Record a keyword farm accepts and ignores (or applies only partly)."""
+        diag = Diagnostic(pos[0], pos[1], pos[2], message)
+        if diag not in self.warnings and len(self.warnings) < MAX_DIAGNOSTICS:
+            self.warnings.append(diag)
 
     def mute(self, pos: Pos) -> None:
         """Drop later problems on this line: they follow from one already reported."""
@@ -56,6 +65,39 @@ class Diags:
             more = f"{self.dropped:,} more problems are not listed; fix the ones above first"
             found.append(Diagnostic(last.file, last.line, last.col, more))
         return found
+
+
+def flatten(d: Diags, value: Any, pos: Pos, what: str, budget: Budget | None = None) -> Any:
+    """``value`` with lists nested in it (``- !reference [...]`` items) spliced in place.
+
+    GitLab flattens such lists in ``script``, ``rules``, ``needs``, ``services`` and the like,
+    up to :data:`MAX_LIST_NESTING` levels; deeper nesting is an error. Anything but a list
+    is returned as is. ``budget`` counts every item flattened (references share lists, so a
+    few lines can stand for many items).
+    """
+    if not isinstance(value, list) or not any(isinstance(v, list) for v in value):
+        return value
+    items: list[Any] = []
+    ipos: list[Pos] = []
+    deep: list[Pos] = []
+
+    def add(seq: list[Any], at: Pos, depth: int) -> None:
+        if budget is not None:
+            budget.add_flattened(len(seq), at)
+        for i, item in enumerate(seq):
+            here = seq.at(i) if isinstance(seq, YList) else at
+            if not isinstance(item, list):
+                items.append(item)
+                ipos.append(here)
+            elif depth >= MAX_LIST_NESTING:
+                deep.append(here)
+            else:
+                add(item, here, depth + 1)
+
+    add(value, pos, 1)
+    if deep:
+        d.add(deep[0], f"{what} nests lists more than {MAX_LIST_NESTING} levels deep")
+    return YList(value.pos if isinstance(value, YList) else pos, items, ipos)
 
 
 def as_str(d: Diags, value: Any, pos: Pos, what: str) -> str | None:

@@ -16,11 +16,13 @@ from farm.pipeline.checks import (
     as_choice,
     as_str,
     as_str_list,
+    flatten,
     glob_match,
     parse_duration,
     unknown_keys,
 )
 from farm.pipeline.expressions import Eval, ExprError, Lookup, compile_expression, compile_regex
+from farm.pipeline.limits import Budget
 from farm.pipeline.variables import Var, expand_text, parse_variables
 from farm.pipeline.yamlsrc import Pos, YList, YMap, type_name
 
@@ -92,28 +94,25 @@ def _condition(d: Diags, value: Any, pos: Pos) -> Eval | None:
         return None
 
 
-def parse_rules(d: Diags, value: Any, pos: Pos, workflow: bool = False) -> list[Rule]:
-    """``rules:`` of a job (or of ``workflow:``)."""
+def parse_rules(
+    d: Diags, value: Any, pos: Pos, workflow: bool = False, budget: Budget | None = None
+) -> list[Rule]:
+    """``rules:`` of a job (or of ``workflow:``); ``!reference`` lists are flattened."""
     what = "workflow:rules" if workflow else "rules"
+    value = flatten(d, value, pos, what, budget)
     if not isinstance(value, list):
         d.add(pos, f"{what} must be a list of rules (- if: ...), not {type_name(value)}")
         return []
     rules: list[Rule] = []
-    for i, raw in enumerate(value):
+    for i, item in enumerate(value):
         rpos = value.at(i) if isinstance(value, YList) else pos
-        if isinstance(raw, list) and all(isinstance(r, YMap) for r in raw):
-            raw_items: list[Any] = list(raw)  # a !reference to another job's rules
-        else:
-            raw_items = [raw]
-        for item in raw_items:
-            if not isinstance(item, YMap):
-                d.add(
-                    rpos,
-                    f"each entry of {what} must be a mapping like '- if: ...', not "
-                    f"{type_name(item)}",
-                )
-                continue
-            rules.append(_parse_rule(d, item, what, workflow))
+        if not isinstance(item, YMap):
+            d.add(
+                rpos,
+                f"each entry of {what} must be a mapping like '- if: ...', not {type_name(item)}",
+            )
+            continue
+        rules.append(_parse_rule(d, item, what, workflow))
     return rules
 
 

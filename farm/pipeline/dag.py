@@ -16,6 +16,7 @@ from farm.pipeline.checks import Diags
 from farm.pipeline.expand import Concrete
 from farm.pipeline.keywords import Matrix, NeedRef
 from farm.pipeline.limits import Budget, LimitExceeded
+from farm.pipeline.matrix import MatrixExpressionError, describe, has_expressions, substitute
 from farm.pipeline.variables import expand_text, lookup_in
 from farm.pipeline.yamlsrc import Pos
 
@@ -99,16 +100,20 @@ class Graph:
             targets = self._targets(c, ref.job, ref.pos, ref.optional, "needs")
             if targets is None:
                 continue
-            if ref.matrix is not None:
-                targets = [
-                    t for t in targets if _selects(ref.matrix, t.spec, c.spec.variables, self.limit)
-                ]
-                if not targets:
-                    self.d.add(
-                        ref.pos,
-                        f"job '{c.group}' needs '{ref.job}' with a parallel:matrix that "
-                        "matches no copy",
-                    )
+            rows = ref.matrix
+            if has_expressions(rows):
+                try:
+                    rows = substitute(rows, c.spec.matrix, c.group)
+                except MatrixExpressionError as exc:
+                    self.d.add(ref.pos, f"job '{c.group}' needs '{ref.job}': {exc}")
+                    continue
+            targets = [t for t in targets if _selects(rows, t.spec, c.spec.variables, self.limit)]
+            if not targets and not ref.optional:
+                self.d.add(
+                    ref.pos,
+                    f"job '{c.spec.name}' needs '{ref.job}' with parallel:matrix "
+                    f"{describe(rows)}, which matches no copy of '{ref.job}' in this pipeline",
+                )
             for t in targets:
                 result.setdefault(t.spec.name, Need(t.spec.name, ref.artifacts, ref.optional))
         return tuple(result.values())

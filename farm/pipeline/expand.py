@@ -15,7 +15,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from farm.domain.specs import CacheSpec, EnvironmentSpec, JobSpec, PipelineContext, ServiceSpec
+from farm.domain.specs import CacheSpec, EnvironmentSpec, JobSpec, PipelineContext
 from farm.pipeline.checks import Diags
 from farm.pipeline.conditions import filter_matches, first_match
 from farm.pipeline.expressions import Lookup
@@ -100,12 +100,10 @@ def _expand_spec(spec: JobSpec, env: Lookup, limit: int | None = None) -> JobSpe
         )
     if any("$" in s.name or any("$" in a for a in s.alias) for s in spec.services):
         changes["services"] = tuple(
-            ServiceSpec(
-                expand_text(s.name, env, limit),
-                tuple(expand_text(a, env, limit) for a in s.alias),
-                s.entrypoint,
-                s.command,
-                s.variables,
+            dataclasses.replace(
+                s,
+                name=expand_text(s.name, env, limit),
+                alias=tuple(expand_text(a, env, limit) for a in s.alias),
             )
             for s in spec.services
         )

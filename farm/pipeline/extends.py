@@ -29,6 +29,10 @@ DEFAULT_KEYS = (
     "tags",
     "timeout",
 )
+IGNORED_DEFAULTS = {
+    "hooks": "jobs start from a source snapshot, so pre_get_sources_script never runs",
+    "id_tokens": "farm issues no OIDC ID tokens; these variables stay unset",
+}
 LEGACY_GLOBAL_KEYS = ("image", "services", "cache", "before_script", "after_script")
 
 
@@ -49,6 +53,9 @@ class _References:
         for i, key in enumerate(ref.path):
             if isinstance(node, Ref):
                 node = self.lookup(node, depth + 1)
+            if isinstance(node, YList) and key.isdigit() and int(key) < len(node):
+                node = node[int(key)]  # a reference into a list item: [.job, script, 0]
+                continue
             if not isinstance(node, YMap) or key not in node:
                 where = " > ".join(ref.path[: i + 1])
                 self.d.add(ref.pos, f"!reference {list(ref.path)}: '{where}' does not exist")
@@ -209,7 +216,7 @@ def parse_default(d: Diags, config: YMap) -> YMap:
     for key, item in value.items():
         pos: Pos = value.at(key)
         if key in ("hooks", "id_tokens"):
-            d.add(pos, f"default:{key} is not supported by farm")
+            d.warn(pos, f"default:{key} is ignored: {IGNORED_DEFAULTS[key]}")
         elif key not in DEFAULT_KEYS:
             d.add(
                 pos,

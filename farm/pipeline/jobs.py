@@ -14,7 +14,15 @@ from typing import Any
 from farm.domain.specs import JobSpec, RetrySpec
 from farm.pipeline import keywords as kw
 from farm.pipeline.artifacts import parse_artifacts, parse_cache
-from farm.pipeline.checks import Diags, as_bool, as_choice, as_str, as_str_list, parse_duration
+from farm.pipeline.checks import (
+    Diags,
+    as_bool,
+    as_choice,
+    as_str,
+    as_str_list,
+    flatten,
+    parse_duration,
+)
 from farm.pipeline.conditions import RefFilter, Rule, parse_ref_filter, parse_rules
 from farm.pipeline.expressions import compile_regex
 from farm.pipeline.extends import inherit_choice
@@ -28,10 +36,28 @@ SUPPORTED = (
     "allow_failure", "retry", "timeout", "tags", "interruptible", "resource_group",
     "environment", "coverage", "artifacts", "cache", "extends", "inherit",
 )  # fmt: skip
-GITLAB_ONLY = (
-    "pages", "release", "trigger", "secrets", "id_tokens", "hooks", "dast_configuration",
-    "identity", "manual_confirmation", "run", "inputs", "publish", "types",
-)  # fmt: skip
+# Accepted and ignored with a lint warning: the job still runs as GitLab would run it on a
+# runner without the feature (docs/GITLAB_COMPAT.md).
+IGNORED = {
+    "pages": "farm publishes no GitLab Pages site; the job runs and keeps its artifacts",
+    "publish": "farm publishes no GitLab Pages site; the job runs and keeps its artifacts",
+    "release": "farm creates no GitLab release; the job runs its script",
+    "secrets": "farm reads no external secret manager; these variables stay unset "
+    "(use farm's project secrets)",
+    "id_tokens": "farm issues no OIDC ID tokens; these variables stay unset",
+    "hooks": "jobs start from a source snapshot, not a git fetch, so "
+    "hooks:pre_get_sources_script never runs",
+    "dast_configuration": "DAST site and scanner profiles exist only on GitLab",
+    "identity": "cloud identity federation exists only on GitLab",
+    "manual_confirmation": "farm starts manual jobs without a confirmation message",
+}
+# Refused with file:line:col: the job cannot run as written here.
+REFUSED = {
+    "trigger": "downstream and child pipelines cannot be started by farm",
+    "run": "CI/CD steps are not run by farm; use script:",
+    "inputs": "job inputs are not supported by farm",
+    "types": "types was removed from GitLab CI; use stages",
+}
 JOB_WHEN = ("on_success", "on_failure", "always", "never", "manual", "delayed")
 MAX_NAME = 255
 WEEK = 7 * 24 * 3600
@@ -64,14 +90,27 @@ def _unsupported(d: Diags, job: YMap, name: str) -> None:
     for key in job:
         if key in SUPPORTED:
             continue
-        if key in GITLAB_ONLY:
-            d.add(job.at(key), f"{key} is not supported by farm (job '{name}')")
+        if key in IGNORED:
+            d.warn(job.at(key), f"{key} is ignored (job '{name}'): {IGNORED[key]}")
+            continue
+        if key in REFUSED:
+            d.add(job.at(key), f"{key} is not supported by farm (job '{name}'): {REFUSED[key]}")
             continue
         close = difflib.get_close_matches(key, SUPPORTED, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
         d.add(
             job.at(key),
             f"{key} is not supported by farm: it is not a job keyword (job '{name}'){hint}",
+        )
+
+
+def _docker_notes(d: Diags, job: YMap, image: kw.ImageForm | None) -> None:
+    """Image options the executor checks rather than applies are noted once per job."""
+    if image is not None and image.docker is not None and image.docker.platform:
+        d.warn(
+            job.at("image"),
+            f"image:docker:platform {image.docker.platform} is not pulled: the local image "
+            "must already be of that platform (the worker checks it)",
         )
 
 
@@ -111,6 +150,7 @@ def build_draft(d: Diags, name: str, job: YMap, budget: Budget | None = None) ->
     )
     stage = as_str(d, get("stage", "test"), at("stage"), "stage") or "test"
     image = kw.parse_image(d, job["image"], at("image")) if get("image") is not None else None
+    _docker_notes(d, job, image)
 
     when = as_choice(d, get("when", "on_success"), at("when"), "when", JOB_WHEN) or "on_success"
     start_in = None
@@ -154,8 +194,10 @@ def build_draft(d: Diags, name: str, job: YMap, budget: Budget | None = None) ->
         name=name,
         stage=stage,
         script=script or (),
-        image=image[0] if image else None,
-        image_entrypoint=image[1] if image else None,
+        image=image.name if image else None,
+        image_entrypoint=image.entrypoint if image else None,
+        image_docker=image.docker if image else None,
+        image_pull_policy=image.pull_policy if image else (),
         before_script=before,
         after_script=after,
         when="on_success" if when == "never" else when,  # type: ignore[arg-type]
@@ -164,7 +206,10 @@ def build_draft(d: Diags, name: str, job: YMap, budget: Budget | None = None) ->
         allow_failure_exit_codes=exit_codes,
         timeout=timeout,
         retry=kw.parse_retry(d, job["retry"], at("retry")) if "retry" in job else RetrySpec(),
-        tags=tuple(as_str_list(d, get("tags", []), at("tags"), "tags") or ()),
+        tags=tuple(
+            as_str_list(d, flatten(d, get("tags", []), at("tags"), "tags"), at("tags"), "tags")
+            or ()
+        ),
         interruptible=bool(
             as_bool(d, get("interruptible", False), at("interruptible"), "interruptible")
         ),
@@ -179,7 +224,7 @@ def build_draft(d: Diags, name: str, job: YMap, budget: Budget | None = None) ->
         if get("artifacts") is not None
         else None,
         cache=parse_cache(d, get("cache"), at("cache")),
-        services=kw.parse_services(d, job["services"], at("services"))
+        services=kw.parse_services(d, job["services"], at("services"), budget)
         if get("services") is not None
         else (),
         line=pos[1],
@@ -187,10 +232,10 @@ def build_draft(d: Diags, name: str, job: YMap, budget: Budget | None = None) ->
 
     rules = None
     if "rules" in job:
-        rules = parse_rules(d, job["rules"], at("rules"))
+        rules = parse_rules(d, job["rules"], at("rules"), budget=budget)
         for rule in rules:
             if rule.needs is not None:
-                rule.needs = kw.parse_needs(d, rule.needs, rule.needs_pos or pos)
+                rule.needs = kw.parse_needs(d, rule.needs, rule.needs_pos or pos, budget)
         for key in ("only", "except"):
             if key in job:
                 d.add(at(key), f"job '{name}' uses both rules and {key}; use rules only")
@@ -199,10 +244,11 @@ def build_draft(d: Diags, name: str, job: YMap, budget: Budget | None = None) ->
         parse_ref_filter(d, job["except"], at("except"), "except") if "except" in job else None
     )
 
-    needs = kw.parse_needs(d, job["needs"], at("needs")) if "needs" in job else None
+    needs = kw.parse_needs(d, job["needs"], at("needs"), budget) if "needs" in job else None
     deps = None
     if "dependencies" in job:
-        deps = as_str_list(d, job["dependencies"], at("dependencies"), "dependencies")
+        raw_deps = flatten(d, job["dependencies"], at("dependencies"), "dependencies", budget)
+        deps = as_str_list(d, raw_deps, at("dependencies"), "dependencies")
     parallel = kw.parse_parallel(d, job["parallel"], at("parallel")) if "parallel" in job else None
     return JobDraft(
         name=name,

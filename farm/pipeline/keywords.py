@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from farm.domain.specs import EnvironmentSpec, RetrySpec, ServiceSpec
+from farm.domain.specs import DockerOptions, EnvironmentSpec, RetrySpec, ServiceSpec
 from farm.pipeline.checks import (
     Diags,
     as_bool,
@@ -19,6 +19,7 @@ from farm.pipeline.checks import (
     as_int,
     as_str,
     as_str_list,
+    flatten,
     unknown_keys,
 )
 from farm.pipeline.limits import Budget
@@ -92,22 +93,70 @@ def parse_script(
     return None
 
 
-def parse_image(d: Diags, value: Any, pos: Pos) -> tuple[str, tuple[str, ...] | None] | None:
-    """``image``: a name, or ``{name, entrypoint}``."""
+PULL_POLICIES = ("always", "if-not-present", "never")
+
+
+@dataclass(frozen=True)
+class ImageForm:
+    """``image:`` in its long form: what the job's container is started from, and how."""
+
+    name: str
+    entrypoint: tuple[str, ...] | None = None
+    docker: DockerOptions | None = None
+    pull_policy: tuple[str, ...] = ()
+
+
+def _docker(d: Diags, value: Any, pos: Pos, what: str) -> DockerOptions | None:
+    """``docker: {platform, user}`` of an image or a service."""
+    if not isinstance(value, YMap):
+        d.add(pos, f"{what} must be a mapping with platform: and/or user:, not {type_name(value)}")
+        return None
+    unknown_keys(d, value, ("platform", "user"), what)
+    platform = user = None
+    if value.get("platform") is not None:
+        platform = as_str(d, value["platform"], value.at("platform"), f"{what}:platform")
+    if value.get("user") is not None:
+        user = as_str(d, value["user"], value.at("user"), f"{what}:user")
+    return DockerOptions(platform, user) if platform or user else None
+
+
+def _pull_policy(d: Diags, value: Any, pos: Pos, what: str) -> tuple[str, ...]:
+    """``pull_policy``: one policy or a list; ``always`` cannot pull here (a warning)."""
+    policies = as_str_list(d, value, pos, what, single=True) or []
+    for policy in policies:
+        if policy not in PULL_POLICIES:
+            d.add(pos, f"{what} '{policy}' is unknown; allowed: {', '.join(PULL_POLICIES)}")
+    if "always" in policies:
+        d.warn(pos, f"{what}: always is ignored: no registry is reachable, the local image is used")
+    return tuple(policies)
+
+
+def _command(d: Diags, value: YMap, key: str, what: str) -> tuple[str, ...] | None:
+    if key not in value:
+        return None
+    found = as_str_list(d, value[key], value.at(key), f"{what}:{key}", single=True)
+    return tuple(found) if found is not None else None
+
+
+def parse_image(d: Diags, value: Any, pos: Pos) -> ImageForm | None:
+    """``image``: a name, or ``{name, entrypoint, docker: {platform, user}, pull_policy}``."""
     if isinstance(value, YMap):
         unknown_keys(d, value, ("name", "entrypoint", "pull_policy", "docker"), "image")
-        if "docker" in value:
-            d.add(value.at("docker"), "image:docker is not supported by farm")
         name = as_str(d, value.get("name"), value.at("name"), "image:name")
-        entry = None
-        if "entrypoint" in value:
-            ep = as_str_list(
-                d, value["entrypoint"], value.at("entrypoint"), "image:entrypoint", single=True
-            )
-            entry = tuple(ep) if ep is not None else None
-        return (name, entry) if name else None
+        docker = (
+            _docker(d, value["docker"], value.at("docker"), "image:docker")
+            if value.get("docker") is not None
+            else None
+        )
+        policy = (
+            _pull_policy(d, value["pull_policy"], value.at("pull_policy"), "image:pull_policy")
+            if "pull_policy" in value
+            else ()
+        )
+        entry = _command(d, value, "entrypoint", "image")
+        return ImageForm(name, entry, docker, policy) if name else None
     name = as_str(d, value, pos, "image")
-    return (name, None) if name else None
+    return ImageForm(name) if name else None
 
 
 def _service(d: Diags, value: Any, pos: Pos) -> ServiceSpec | None:
@@ -120,30 +169,44 @@ def _service(d: Diags, value: Any, pos: Pos) -> ServiceSpec | None:
         ("name", "alias", "entrypoint", "command", "variables", "pull_policy", "docker"),
         "services",
     )
-    if "docker" in value:
-        d.add(value.at("docker"), "services:docker is not supported by farm")
     name = as_str(d, value.get("name"), value.at("name"), "services:name")
     alias_text = (
         as_str(d, value["alias"], value.at("alias"), "services:alias") if "alias" in value else ""
     )
     aliases = tuple(a for a in re.split(r"[,\s]+", alias_text or "") if a)
-    entry = cmd = None
-    if "entrypoint" in value:
-        ep = as_str_list(
-            d, value["entrypoint"], value.at("entrypoint"), "services:entrypoint", single=True
-        )
-        entry = tuple(ep) if ep is not None else None
-    if "command" in value:
-        cm = as_str_list(d, value["command"], value.at("command"), "services:command", single=True)
-        cmd = tuple(cm) if cm is not None else None
     raw_vars = parse_variables(
         d, value.get("variables"), value.at("variables"), "services:variables"
     )
-    variables = {k: v.value for k, v in raw_vars.items()}
-    return ServiceSpec(name, aliases, entry, cmd, variables) if name else None
+    docker = (
+        _docker(d, value["docker"], value.at("docker"), "services:docker")
+        if value.get("docker") is not None
+        else None
+    )
+    policy = (
+        _pull_policy(d, value["pull_policy"], value.at("pull_policy"), "services:pull_policy")
+        if "pull_policy" in value
+        else ()
+    )
+    return (
+        ServiceSpec(
+            name,
+            aliases,
+            _command(d, value, "entrypoint", "services"),
+            _command(d, value, "command", "services"),
+            {k: v.value for k, v in raw_vars.items()},
+            docker,
+            policy,
+        )
+        if name
+        else None
+    )
 
 
-def parse_services(d: Diags, value: Any, pos: Pos) -> tuple[ServiceSpec, ...]:
+def parse_services(
+    d: Diags, value: Any, pos: Pos, budget: Budget | None = None
+) -> tuple[ServiceSpec, ...]:
+    """``services``: images (or long forms); lists nested by ``!reference`` are flattened."""
+    value = flatten(d, value, pos, "services", budget)
     if not isinstance(value, list):
         d.add(pos, f"services must be a list of images, not {type_name(value)}")
         return ()
@@ -194,7 +257,7 @@ def parse_environment(d: Diags, value: Any, pos: Pos) -> EnvironmentSpec | None:
     allowed = ("name", "url", "action", "deployment_tier", "on_stop", "auto_stop_in", "kubernetes")
     unknown_keys(d, value, allowed, "environment")
     if "kubernetes" in value:
-        d.add(value.at("kubernetes"), "environment:kubernetes is not supported by farm")
+        d.warn(value.at("kubernetes"), "environment:kubernetes is ignored: farm deploys nothing")
     name = as_str(d, value.get("name"), value.at("name"), "environment:name")
     url = as_str(d, value["url"], value.at("url"), "environment:url") if "url" in value else None
     actions = ("start", "prepare", "stop", "verify", "access")
@@ -262,7 +325,11 @@ class NeedRef:
     matrix: Matrix | None = None
 
 
-def parse_needs(d: Diags, value: Any, pos: Pos) -> list[NeedRef] | None:
+def parse_needs(
+    d: Diags, value: Any, pos: Pos, budget: Budget | None = None
+) -> list[NeedRef] | None:
+    """``needs``: names or ``{job, artifacts, optional, parallel: {matrix}}``, flattened."""
+    value = flatten(d, value, pos, "needs", budget)
     if not isinstance(value, list):
         d.add(pos, f"needs must be a list of job names, not {type_name(value)}")
         return None

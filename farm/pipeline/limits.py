@@ -83,6 +83,8 @@ class Budget:
         self.aliases = 0
         self.nodes = 0
         self.merged = 0
+        self.flattened = 0
+        self.interpolated = 0
         self.script_lines = 0
         self.copies = 0
         self.jobs = 0
@@ -126,6 +128,29 @@ class Budget:
                 f"extends, default and include merges copy more than {most:,} keys, "
                 f"{MERGED_PER_NODE} per YAML node the pipeline may have",
                 "max_nodes",
+            )
+
+    def add_flattened(self, n: int, pos: Pos) -> None:
+        """List items spliced in by flattening ``!reference`` lists (shared lists repeat)."""
+        self.flattened += n
+        most = self.limits.max_nodes * MERGED_PER_NODE
+        if self.flattened > most:
+            self._over(
+                pos,
+                f"!reference lists flatten to more than {most:,} items, "
+                f"{MERGED_PER_NODE} per YAML node the pipeline may have",
+                "max_nodes",
+            )
+
+    def add_interpolated(self, n: int, pos: Pos) -> None:
+        """Characters written by ``$[[ inputs.NAME ]]`` interpolation, all files together."""
+        self.interpolated += n
+        if self.interpolated > self.limits.max_bytes:
+            self._over(
+                pos,
+                "$[[ inputs ]] interpolation writes more than "
+                f"{show_bytes(self.limits.max_bytes)} of text",
+                "max_bytes",
             )
 
     def add_source(self, n: int, pos: Pos) -> None:

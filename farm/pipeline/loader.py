@@ -10,9 +10,7 @@ the limit and the setting that raises it.
 
 from __future__ import annotations
 
-from typing import Any
-
-from farm.domain.specs import DEFAULT_STAGES, Pipeline, PipelineContext
+from farm.domain.specs import DEFAULT_STAGES, Notice, Pipeline, PipelineContext
 from farm.errors import Diagnostic, PipelineError, PipelineFilteredOut
 from farm.pipeline.checks import Diags, as_str, as_str_list, unknown_keys
 from farm.pipeline.conditions import first_match, parse_rules
@@ -20,10 +18,11 @@ from farm.pipeline.dag import link
 from farm.pipeline.expand import Concrete, concretize, copies
 from farm.pipeline.extends import Extender, apply_default, parse_default, resolve_references
 from farm.pipeline.include import apply_includes
+from farm.pipeline.inputs import bind, interpolate, parse_header
 from farm.pipeline.jobs import JobDraft, build_draft
 from farm.pipeline.limits import Budget, LimitExceeded
 from farm.pipeline.variables import Var, lookup_in, parse_variables, resolve
-from farm.pipeline.yamlsrc import Pos, SourceProblem, YMap, parse_yaml, type_name
+from farm.pipeline.yamlsrc import Pos, SourceProblem, YMap, parse_config, type_name
 
 RESERVED = frozenset(
     {
@@ -111,9 +110,16 @@ def _load(text: str, filename: str, ctx: PipelineContext) -> Pipeline:
 
 def _expand(d: Diags, text: str, filename: str, ctx: PipelineContext, budget: Budget) -> Pipeline:
     try:
-        config: Any = parse_yaml(text, filename, budget)
+        header, config = parse_config(text, filename, budget)
     except SourceProblem as exc:
         raise PipelineError([_diag(exc.pos, exc.message)]) from None
+    if header is not None:
+        # Pipeline inputs: a push pipeline gets every input's default.
+        spec = parse_header(d, header)
+        values = bind(d, spec, None, spec.pos, filename, pipeline=True)
+        if values is None:
+            raise PipelineError(d.sorted())
+        config = interpolate(d, config, spec, values, lookup_in(ctx.variables), budget)
     if config is None:
         raise PipelineError(
             [Diagnostic(filename, 1, 1, "the pipeline file is empty; define a job with script:")]
@@ -124,7 +130,10 @@ def _expand(d: Diags, text: str, filename: str, ctx: PipelineContext, budget: Bu
     config = apply_includes(d, config, filename, ctx, lookup_in(ctx.variables), budget)
     config = resolve_references(d, config)
     if "spec" in config:
-        d.add(config.at("spec"), "spec:inputs headers are not supported by farm")
+        d.add(
+            config.at("spec"),
+            "spec: belongs in a header document of its own, followed by a --- line",
+        )
     stages = _stages(d, config)
     global_vars = parse_variables(d, config.get("variables"), config.at("variables"), "variables")
     filtered = _workflow(d, config, global_vars, ctx)
@@ -190,7 +199,9 @@ def _expand(d: Diags, text: str, filename: str, ctx: PipelineContext, budget: Bu
             [Diagnostic(filename, 1, 1, "the pipeline defines no jobs; add a job with script:")]
         )
     variables = resolve(global_vars, ctx.variables, ctx.limits.max_job_bytes)
-    return Pipeline(stages=stages, jobs=tuple(specs), variables=variables)
+    order = sorted(d.warnings, key=lambda w: (w.file != filename, w.file, w.line, w.col))
+    notices = tuple(Notice(w.file, w.line, w.col, w.message) for w in order)
+    return Pipeline(stages=stages, jobs=tuple(specs), variables=variables, warnings=notices)
 
 
 def load_pipeline(

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from farm.pipeline.checks import Diags, as_bool, as_str, unknown_keys
+from farm.pipeline.checks import Diags, as_bool, as_str, as_str_list, unknown_keys
 from farm.pipeline.limits import check_text
 from farm.pipeline.yamlsrc import Pos, YMap, type_name
 
@@ -43,15 +43,15 @@ def parse_variables(d: Diags, value: Any, pos: Pos, what: str) -> dict[str, Var]
             d.add(kpos, f"variable name '{name}' may only hold letters, digits and _")
             continue
         if isinstance(raw, YMap):
-            unknown_keys(d, raw, ("value", "description", "expand", "options"), f"variable {name}")
-            text = as_str(d, raw.get("value", ""), raw.at("value"), f"variables:{name}:value")
-            expand = raw.get("expand", True)
-            flag = as_bool(d, expand, raw.at("expand"), f"variables:{name}:expand")
-            if text is not None:
-                result[name] = Var(text, True if flag is None else flag)
+            var = _complex(d, name, raw)
+            if var is not None:
+                result[name] = var
             continue
-        if isinstance(raw, bool) or raw is None:
-            shown = "null" if raw is None else str(raw).lower()
+        if raw is None:
+            result[name] = Var("")  # GitLab reads a null value as an empty string
+            continue
+        if isinstance(raw, bool):
+            shown = str(raw).lower()
             d.add(
                 kpos,
                 f"variable {name} must be a string or number, not {shown}; quote it: '{shown}'",
@@ -61,6 +61,24 @@ def parse_variables(d: Diags, value: Any, pos: Pos, what: str) -> dict[str, Var]
         if text is not None:
             result[name] = Var(text)
     return result
+
+
+def _complex(d: Diags, name: str, raw: YMap) -> Var | None:
+    """``NAME: {value, description, options, expand}``."""
+    unknown_keys(d, raw, ("value", "description", "expand", "options"), f"variable {name}")
+    value = raw.get("value", "")
+    text = "" if value is None else as_str(d, value, raw.at("value"), f"variables:{name}:value")
+    flag = as_bool(d, raw.get("expand", True), raw.at("expand"), f"variables:{name}:expand")
+    if "description" in raw and raw["description"] is not None:
+        as_str(d, raw["description"], raw.at("description"), f"variables:{name}:description")
+    if "options" in raw:
+        options = as_str_list(d, raw["options"], raw.at("options"), f"variables:{name}:options")
+        if options is not None and text is not None and text not in options:
+            d.add(
+                raw.at("value"),
+                f"variables:{name}:value {text!r} must be one of its options: {', '.join(options)}",
+            )
+    return Var(text, True if flag is None else flag) if text is not None else None
 
 
 def expand_text(text: str, lookup: Callable[[str], str | None], limit: int | None = None) -> str:

@@ -138,25 +138,24 @@ class _Builder:
     def event(self) -> events.Event:
         return self.loader.get_event()  # type: ignore[no-any-return]
 
-    def documents(self) -> Any:
+    def documents(self) -> list[tuple[Any, Pos]]:
+        """Every document of the stream, with where each starts."""
         self.event()  # StreamStartEvent
-        value: Any = None
-        root_pos: Pos | None = None
+        found: list[tuple[Any, Pos]] = []
         while not isinstance(self.event(), events.StreamEndEvent):  # a DocumentStartEvent
             root = self.event()
-            if root_pos is not None:
-                if isinstance(value, YMap) and "spec" in value:
-                    raise SourceProblem(root_pos, "spec:inputs headers are not supported by farm")
+            pos = _mark(self.filename, root)
+            if len(found) >= 2:
                 raise SourceProblem(
-                    _mark(self.filename, root),
-                    "a pipeline file must hold one YAML document, not several",
+                    pos,
+                    "a pipeline file holds one YAML document, or a spec: header document "
+                    "and then the configuration after ---",
                 )
-            root_pos = _mark(self.filename, root)
-            value = self.node(root)
+            found.append((self.node(root), pos))
             self.event()  # DocumentEndEvent
             self.anchors = {}
             self.first = {}
-        return value
+        return found
 
     def node(self, event: events.Event) -> Any:
         """The value of the node that starts with ``event``."""
@@ -304,18 +303,7 @@ class _Builder:
         )
 
 
-def parse_yaml(text: str, filename: str, budget: Budget | None = None) -> Any:
-    """Parse one YAML document; a file may also hold a ``spec:`` header document first.
-
-    ``budget`` counts the text, nodes and aliases against the pipeline's limits and raises
-    :class:`LimitExceeded`. Without one (other YAML files, like rollout plans) the default
-    limits apply and going over one is a :class:`SourceProblem` like any other.
-    """
-    if budget is None:
-        try:
-            return parse_yaml(text, filename, Budget())
-        except LimitExceeded as exc:
-            raise SourceProblem(exc.pos or (filename, 1, 1), exc.message) from None
+def _parse(text: str, filename: str, budget: Budget) -> list[tuple[Any, Pos]]:
     budget.add_source(len(text), (filename, 1, 1))
     loader = _Loader(text)
     try:
@@ -331,6 +319,51 @@ def parse_yaml(text: str, filename: str, budget: Budget | None = None) -> Any:
         raise SourceProblem((filename, 1, 1), "invalid YAML: nested too deeply") from None
     finally:
         loader.dispose()
+
+
+def parse_config(text: str, filename: str, budget: Budget) -> tuple[YMap | None, Any]:
+    """A pipeline file: its ``spec:`` header document (None without one) and its body.
+
+    GitLab's CI/CD inputs put ``spec: inputs:`` in a first document, separated from the
+    configuration by ``---``. ``budget`` counts the text, nodes and aliases as
+    :func:`parse_yaml` does.
+    """
+    docs = _parse(text, filename, budget)
+    if not docs:
+        return None, None
+    if len(docs) == 1:
+        return None, docs[0][0]
+    (header, _), (body, bpos) = docs
+    if not (isinstance(header, YMap) and "spec" in header):
+        raise SourceProblem(
+            bpos,
+            "a pipeline file holds one YAML document; only a spec: header may come "
+            "before a --- line",
+        )
+    for key in header:
+        if key != "spec":
+            raise SourceProblem(
+                header.at(key), f"the spec: header document holds only spec:, not '{key}'"
+            )
+    return header, body
+
+
+def parse_yaml(text: str, filename: str, budget: Budget | None = None) -> Any:
+    """Parse one YAML document (a ``spec:`` header document first is refused).
+
+    ``budget`` counts the text, nodes and aliases against the pipeline's limits and raises
+    :class:`LimitExceeded`. Without one (other YAML files, like rollout plans) the default
+    limits apply and going over one is a :class:`SourceProblem` like any other.
+    """
+    if budget is None:
+        try:
+            return parse_yaml(text, filename, Budget())
+        except LimitExceeded as exc:
+            raise SourceProblem(exc.pos or (filename, 1, 1), exc.message) from None
+    docs = _parse(text, filename, budget)
+    if len(docs) > 1:
+        raise SourceProblem(docs[1][1], "a pipeline file must hold one YAML document, not several")
+    return docs[0][0] if docs else None
 
 
 def deep_merge(base: Any, over: Any, budget: Budget | None = None) -> Any:
