@@ -3,7 +3,8 @@
 # run only checks and takes a few seconds.
 #
 #   1. apt packages (only if missing): docker.io redis-server busybox-static
-#      debootstrap git ca-certificates (+ python3/python3-venv if needed)
+#      debootstrap git ca-certificates nginx postgresql chromium (+ python3/python3-venv
+#      if needed)
 #   2. dockerd: reuse a running one; otherwise clear a stale pid file and start
 #      `dockerd --bridge=none --iptables=false --ip-masq=false` in the background
 #      (log: /var/log/farm-dockerd.log) and wait until it answers.
@@ -47,6 +48,9 @@ command -v debootstrap >/dev/null || missing+=(debootstrap)
 command -v git >/dev/null || missing+=(git)
 pkg_ok ca-certificates || missing+=(ca-certificates)
 pkg_ok nginx || missing+=(nginx)  # `nginx -t` of the rollout geo block (tests)
+# The dashboard's browser tests drive Debian's chromium with Playwright (its own browser
+# download is not reachable here: the tests point it at /usr/bin/chromium).
+pkg_ok chromium || missing+=(chromium)
 # PostgreSQL: the store's contract tests run against a real server too.
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 if ! command -v "$PYTHON" >/dev/null; then
