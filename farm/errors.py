@@ -180,6 +180,18 @@ class PlanError(DiagnosedError):
     default_file = "<plan>"
 
 
+class Unauthorized(FarmError):
+    """No valid credentials: a missing, unknown, expired or revoked token (401)."""
+
+    http_status = 401
+
+
+class Forbidden(FarmError):
+    """Valid credentials that do not allow this (403): a scope it lacks, another's attempt."""
+
+    http_status = 403
+
+
 class ProtocolMismatch(FarmError):
     """A worker and an API that speak different versions of the worker protocol.
 
@@ -199,6 +211,8 @@ class ProtocolMismatch(FarmError):
 # name -> class mapping exists once.
 
 _BY_STATUS: dict[int, type[FarmError]] = {
+    401: Unauthorized,
+    403: Forbidden,
     404: NotFound,
     409: Conflict,
     422: InvalidRequest,

@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     pipeline_max_job_bytes: int = Field(default=1024**2, ge=1024)  # one job's stored spec
     pipeline_max_bytes: int = Field(default=16 * 1024**2, ge=1024)  # all specs; all YAML read
     pipeline_max_includes: int = Field(default=150, ge=0)  # files merged by include:
+    component_catalog: Path | None = None  # FARM_COMPONENT_CATALOG: include:component
     max_blob_bytes: int = 10 * 1024**3
     # Request bodies from the network are refused (413) past these before being read;
     # the blob routes stream to the store and are capped by max_blob_bytes instead.
@@ -122,6 +123,20 @@ class Settings(BaseSettings):
     # all decrypt); None = the key file $FARM_DATA_DIR/keys/secrets.key made on first start.
     secret_key: SecretStr | None = None
 
+    # Access (README "Security"): every route but /healthz, /openapi.json, the docs, the
+    # webhooks and the dashboard's login page needs an API token with the right scope.
+    # FARM_AUTH=false (anyone may do anything) is refused unless the API binds loopback.
+    auth: bool = True
+    # What the CLI and workers present (Authorization: Bearer); default: the local token
+    # file `farm up` wrote under the data dir (tokens/admin.token, tokens/worker.token).
+    token: SecretStr | None = None
+    # The API writes those local token files on start (one-host farms); a multi-host
+    # farm turns it off and hands out tokens made with `farm token create`.
+    local_tokens: bool = True
+    # A submitted `repo` that is a path on the coordinator's disk needs this scope.
+    local_repo_scope: Literal["admin", "submit"] = "admin"
+    token_cache_seconds: float = Field(default=5.0, ge=0.0)  # a revoke takes this long at most
+
     # Rollouts: how often the engine looks at progressing rollouts, and which proxies may
     # tell the deliver endpoint a client's address in X-Forwarded-For (nginx's `proxy`).
     rollout_tick: float = 0.5
@@ -135,6 +150,19 @@ class Settings(BaseSettings):
     hook_allowed_url_schemes: list[str] = Field(
         default_factory=lambda: ["https", "http", "ssh", "git"]
     )
+    # Commit statuses (farm/githost/status.py): a webhook build's status goes back to its
+    # host while a token for that host is set (on the API, which sends, and on the workers,
+    # which deliver; a token never travels in a message). GitLab's API base URL is
+    # gitlab_url, else taken from the webhook payload's project web_url. schedule_tick:
+    # seconds between the API's looks for due pipeline schedules.
+    github_api_url: str = "https://api.github.com"
+    github_status_token: SecretStr | None = None
+    gitlab_url: str | None = None
+    gitlab_status_token: SecretStr | None = None
+    status_context: str = "farm"
+    status_timeout: float = Field(default=10.0, gt=0)  # one delivery's HTTP timeout
+    status_max_retries: int = Field(default=8, ge=0)  # backoff 1 s doubling, 5 min at most
+    schedule_tick: float = Field(default=10.0, gt=0)
 
     @property
     def resolved_api_url(self) -> str:
@@ -160,6 +188,15 @@ class Settings(BaseSettings):
     def key_dir(self) -> Path:
         """Where the farm keeps its provenance signing key (created on first start)."""
         return self.data_dir / "keys"
+
+    def client_token(self, role: Literal["admin", "worker"]) -> str | None:
+        """The token a CLI (``admin``) or worker presents: FARM_TOKEN, else the local file."""
+        if self.token is not None:
+            return self.token.get_secret_value().strip() or None
+        try:
+            return (self.data_dir / "tokens" / f"{role}.token").read_text().strip() or None
+        except OSError:  # no local farm, or not ours to read
+            return None
 
     @property
     def resolved_work_dir(self) -> Path:

@@ -92,8 +92,15 @@ class Farm:
     procs: list[Proc] = field(default_factory=list)
 
     @property
+    def token(self) -> str:
+        """The admin token the farm's API wrote for this host (auth is on, as by default)."""
+        return (self.data_dir / "tokens" / "admin.token").read_text().strip()
+
+    @property
     def http(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=60)
+        return httpx.Client(
+            base_url=self.url, timeout=60, headers={"Authorization": f"Bearer {self.token}"}
+        )
 
     def start(self, name: str, *args: str, extra_env: dict[str, str] | None = None) -> Proc:
         """Start ``farm ARGS`` as a child process with this farm's environment."""
@@ -247,6 +254,12 @@ class Health:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def admin_headers(data_dir: str | Path) -> dict[str, str]:
+    """The Authorization header of the admin token a farm's API wrote under ``data_dir``."""
+    token = (Path(data_dir) / "tokens" / "admin.token").read_text().strip()
+    return {"Authorization": f"Bearer {token}"}
 
 
 def farm_cli(

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 
 from farm import __version__
+from farm.api import commit_status, dashboard
+from farm.api.auth import PUBLIC_PATHS, Authenticator, check_exposure, requires
 from farm.api.errors import InternalErrors, errors, install_error_handlers, install_openapi
 from farm.api.limits import BodyLimit
 from farm.api.routers import (
@@ -28,6 +30,9 @@ from farm.api.routers import (
     registry,
     releases,
     rollouts,
+    schedules,
+    secrets,
+    tokens,
     worker,
 )
 from farm.coordinator.ports import Dispatcher
@@ -37,9 +42,11 @@ from farm.db.repository import Store
 from farm.db.rollouts import RolloutDb
 from farm.db.secrets import secret_box
 from farm.db.session import make_engine, make_sessionmaker, migrate
+from farm.db.tokens import TokenDb
 from farm.deploy.controller import RolloutController
 from farm.deploy.engine import RolloutEngine
 from farm.deploy.routing import Routing
+from farm.domain.auth import Scope
 from farm.registry.factory import (
     ProvenanceRecorder,
     builder_id,
@@ -65,6 +72,18 @@ def _watchdog(coord: Coordinator, stop: threading.Event) -> None:
             log.error("watchdog pass failed: %s", exc)
 
 
+def _blob_access(auth: Authenticator) -> Callable[[str, str | None], None]:
+    """The data plane's check: reads need read or worker, writes need worker."""
+
+    def authorize(method: str, header: str | None) -> None:
+        if method in ("GET", "HEAD"):
+            auth.authorize(header, Scope.READ, Scope.WORKER)
+        else:
+            auth.authorize(header, Scope.WORKER)
+
+    return authorize
+
+
 def create_app(
     settings: Settings | None = None, *, dispatcher: Dispatcher | None = None
 ) -> FastAPI:
@@ -74,10 +93,16 @@ def create_app(
     publishing to a broker); by default jobs are queued on Celery.
     """
     settings = settings or get_settings()
+    check_exposure(settings)  # no auth beyond loopback: refuse, with the reason
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url)
     migrate(engine)
     store_sessions = make_sessionmaker(engine)
+    tokens_db = TokenDb(store_sessions)
+    if settings.auth and settings.local_tokens:
+        # One-host farms: this host's CLI and workers find their tokens under the data
+        # dir (0600), so `farm up` works with auth on and nothing to configure.
+        tokens_db.ensure_local(settings.data_dir)
     # Secrets are encrypted at rest under FARM_SECRET_KEY or the key file (one-line error
     # if the key is malformed).
     key_text = settings.secret_key.get_secret_value() if settings.secret_key else None
@@ -112,7 +137,11 @@ def create_app(
             target=controller.run, args=(settings.rollout_tick,), daemon=True, name="farm-rollouts"
         )
         rollout_thread.start()
-        data_plane = make_data_plane(settings, blobstore)
+        schedule_thread = threading.Thread(
+            target=scheduler.run, args=(settings.schedule_tick,), daemon=True, name="farm-schedules"
+        )
+        schedule_thread.start()
+        data_plane = make_data_plane(settings, blobstore, authorize=_blob_access(app.state.auth))
         app.state.blob_data = data_plane.start() if data_plane else None
         if data_plane is not None:
             log.info("blob data plane on %s:%s", settings.api_host, data_plane.port)
@@ -121,8 +150,10 @@ def create_app(
             data_plane.stop()
         stop.set()
         controller.stop()
+        scheduler.stop()
         thread.join(timeout=5)
         rollout_thread.join(timeout=5)
+        schedule_thread.join(timeout=5)
         engine.dispose()
 
     app = FastAPI(
@@ -141,6 +172,7 @@ def create_app(
     app.state.registry_db = registry_db
     app.state.rollouts = rollout_engine
     app.state.signing_key = key
+    app.state.auth = Authenticator(tokens_db, settings)
 
     install_error_handlers(app)
     # Request bodies are capped before they are read; the blob routes stream to the store
@@ -154,7 +186,7 @@ def create_app(
         exempt=(blobs.router.prefix + "/",),
     )
     app.add_middleware(InternalErrors)
-    install_openapi(app)
+    install_openapi(app, PUBLIC_PATHS if settings.auth else None)
 
     @app.get("/healthz", tags=["meta"], responses=errors(503))
     def healthz() -> dict[str, str]:
@@ -162,7 +194,13 @@ def create_app(
         store.count_builds()
         return {"status": "ok", "version": __version__}
 
-    @app.get("/metrics", tags=["meta"], response_class=PlainTextResponse, responses=errors(503))
+    @app.get(
+        "/metrics",
+        tags=["meta"],
+        dependencies=[requires(Scope.READ)],
+        response_class=PlainTextResponse,
+        responses=errors(503),
+    )
     def metrics() -> str:
         """Prometheus text: builds and jobs by status (Flower has the Celery side)."""
         lines = ["# TYPE farm_builds_total gauge", f"farm_builds_total {store.count_builds()}"]
@@ -185,7 +223,13 @@ def create_app(
         releases.router,
         admin.router,
         rollouts.router,
+        tokens.router,
+        secrets.router,
     ):
         app.include_router(r)
     hooks.install(app, store_sessions)  # webhooks and their delivery ledger
+    dashboard.install(app)  # the web dashboard: pages, /login, /static
+    # Webhook builds' statuses go back to their git host; schedules fire on the timer.
+    commit_status.install(coord, celery, store_sessions, settings)
+    scheduler = schedules.install(app, coord, store_sessions)
     return app

@@ -51,6 +51,8 @@ _DETAIL_CHARS = 2000  # of a framework error's detail
 # What each status means on this API when a route does not say better.
 _MEANINGS: dict[int, str] = {
     400: "Bad request: a malformed digest, upload offset or blob",
+    401: "No valid API token: send 'Authorization: Bearer <token>'",
+    403: "The token lacks the scope this needs, or the attempt is not this worker's",
     404: "Not found",
     409: "Conflict: the state change is no longer possible",
     413: "Request body over the limit (FARM_MAX_REQUEST_BYTES)",
@@ -129,8 +131,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(FarmError)
     async def _farm_error(_: Request, exc: FarmError) -> JSONResponse:
         problems = [str(d) for d in exc.diagnostics] if isinstance(exc, DiagnosedError) else None
+        # RFC 6750: a 401 names the scheme the client must use.
+        headers = {"WWW-Authenticate": 'Bearer realm="farm"'} if exc.http_status == 401 else None
         return JSONResponse(
-            status_code=exc.http_status, content=_body(str(exc), type(exc).__name__, problems)
+            status_code=exc.http_status,
+            content=_body(str(exc), type(exc).__name__, problems),
+            headers=headers,
         )
 
     @app.exception_handler(RequestValidationError)
@@ -211,14 +217,21 @@ class InternalErrors:
             await response(scope, receive, send)
 
 
-def install_openapi(app: FastAPI) -> None:
-    """Make ``app.openapi()`` describe the errors as they are answered (see module doc)."""
+def install_openapi(app: FastAPI, public: frozenset[str] | None = None) -> None:
+    """Make ``app.openapi()`` describe the errors as they are answered (see module doc).
+
+    With auth on (``public`` given), every path but the public ones is documented as
+    needing a bearer token (and answering 401 and 403); with auth off, none is.
+    """
 
     generate = app.openapi  # FastAPI's own: builds the document once and keeps it
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            _document_errors(generate())
+            schema = generate()
+            _document_errors(schema)
+            if public is not None:
+                _document_auth(schema, public)
         return generate()
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -233,6 +246,23 @@ def _error_response(status: int, description: str | None = None) -> dict[str, An
         "description": description or _MEANINGS[status],
         "content": {"application/json": {"schema": {"$ref": _ERROR_REF}}},
     }
+
+
+def _document_auth(schema: dict[str, Any], public: frozenset[str]) -> None:
+    schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+    schemes["bearer"] = {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "an API token (`farm token create`); its scopes decide what it may do",
+    }
+    for path, operations in schema.get("paths", {}).items():
+        if path in public:
+            continue
+        for operation in operations.values():
+            operation["security"] = [{"bearer": []}]
+            responses = operation.setdefault("responses", {})
+            responses.setdefault("401", _error_response(401))
+            responses.setdefault("403", _error_response(403))
 
 
 def _document_errors(schema: dict[str, Any]) -> None:

@@ -165,6 +165,9 @@ class BuildOut(BaseModel):
     # Set when the build runs a job of another build on its behalf (a rollout's deploy
     # or check job): that build's id.
     parent_build: int | None = None
+    # What started it: GitLab's CI_PIPELINE_SOURCE words (api, push, merge_request_event,
+    # schedule, ...); the CLI submits through the API, so its builds say ``api``.
+    source: str = "api"
 
     @classmethod
     def of(cls, b: BuildRecord) -> BuildOut:
@@ -194,6 +197,7 @@ class BuildOut(BaseModel):
             deliverable=deliverable,
             jobs=[JobOut.of(j) for j in b.jobs],
             parent_build=b.parent_build_id,
+            source=str(b.source),
         )
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 
 from farm.http import HttpClient, HttpConfig, RetryPolicy
+from farm.settings import get_settings
 
 HINT = "is `farm up` running? (set --api or FARM_API_URL)"
 # A command waits a little for an API that is restarting, not minutes.
@@ -21,10 +22,12 @@ class ApiClient:
     idempotent requests are retried a few times, a POST only when it never left.
     """
 
-    def __init__(self, base_url: str, timeout: float = 120.0) -> None:
+    def __init__(self, base_url: str, timeout: float = 120.0, token: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
+        # FARM_TOKEN, else the admin token `farm up` keeps under this host's data dir.
+        self.token = token if token is not None else get_settings().client_token("admin")
         self.http = HttpClient(
-            HttpConfig(self.base_url, timeout=timeout, retry=CLI_RETRY, hint=HINT)
+            HttpConfig(self.base_url, timeout=timeout, retry=CLI_RETRY, hint=HINT, token=self.token)
         )
 
     def close(self) -> None:

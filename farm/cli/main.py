@@ -16,12 +16,16 @@ from farm.cli import artifacts as artifacts_cmd
 from farm.cli.client import ApiClient
 from farm.cli.gc import gc as gc_cmd
 from farm.cli.lint import lint
+from farm.cli.open import open_cmd
 from farm.cli.progress import follow
 from farm.cli.release import release as release_cmd
 from farm.cli.rollout import rollout as rollout_cmd
+from farm.cli.schedule import schedule as schedule_cmd
+from farm.cli.secrets import secret as secret_cmd
 from farm.cli.services import api_healthy, farm_argv, pidfile, read_pid, serve, stop_pid
 from farm.cli.services import ps as ps_cmd
 from farm.cli.supervise import state_path
+from farm.cli.tokens import token as token_cmd
 from farm.domain.statuses import FINAL_JOB, BuildStatus
 from farm.errors import FarmError
 from farm.settings import get_settings
@@ -157,9 +161,11 @@ def api(host: str | None, port: int | None) -> None:
     from farm.api.app import create_app
 
     settings = get_settings()
+    if host:  # the exposure check must see the address actually bound
+        settings = settings.model_copy(update={"api_host": host})
     uvicorn.run(
         create_app(settings),
-        host=host or settings.api_host,
+        host=settings.api_host,
         port=port or settings.api_port,
         log_level="info",
         access_log=False,
@@ -369,6 +375,10 @@ cli.add_command(release_cmd)
 cli.add_command(rollout_cmd)
 cli.add_command(gc_cmd)
 cli.add_command(ps_cmd)
+cli.add_command(token_cmd)
+cli.add_command(secret_cmd)
+cli.add_command(schedule_cmd)
+cli.add_command(open_cmd)
 
 
 def main() -> None:

@@ -134,9 +134,14 @@ def serve(settings: Settings, workers: int, concurrency: int, flower: bool) -> N
     try:
         start_farm(sup, settings, workers, concurrency, flower)
         click.echo(
-            f"farm is up: API {api} · {workers} worker(s) · "
+            f"farm is up: API {api} · dashboard {api}/ · {workers} worker(s) · "
             + (f"Flower {info['flower']} · " if flower else "")
-            + f"logs in {sup.log_dir} · `farm ps` lists the processes",
+            + f"logs in {sup.log_dir} · `farm ps` lists the processes"
+            + (
+                f" · admin token in {settings.data_dir / 'tokens' / 'admin.token'}"
+                if settings.auth
+                else " · auth off (loopback only)"
+            ),
             err=True,
         )
         while not sup.stopping:

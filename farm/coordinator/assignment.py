@@ -2,6 +2,13 @@
 
 A worker on another host gets image, scripts, environment, limits and the
 digests of its inputs; it fetches those over HTTP and needs no filesystem of ours.
+
+Secrets (the build's and its project's) travel only here, in the claim's answer, and
+every masked one is listed in ``masks`` for the worker to hide in the log.  A project's
+secrets are given only to builds of the repository the project is bound to, its
+protected ones only to builds of a protected ref (:func:`farm.domain.secrets.applicable`).
+A build of another repository with the same base name (the same ``project``) gets none
+of them, and ``CI_COMMIT_REF_PROTECTED`` is false for it.
 """
 
 from __future__ import annotations
@@ -11,11 +18,19 @@ from farm.domain.messages import (
     ArtifactRules,
     Assignment,
     CacheEntry,
+    DockerEntry,
     InputArtifact,
     Limits,
     ServiceEntry,
 )
 from farm.domain.records import BuildRecord, JobRecord
+from farm.domain.secrets import (
+    DEFAULT_PROTECTED_REFS,
+    ProjectSecrets,
+    applicable,
+    is_protected_ref,
+    masked_values,
+)
 from farm.domain.statuses import ArtifactKind
 from farm.settings import Settings
 
@@ -48,10 +63,18 @@ def _upstream_artifacts(build: BuildRecord, job: JobRecord) -> list[InputArtifac
     return out
 
 
-def job_variables(build: BuildRecord, job: JobRecord, settings: Settings) -> dict[str, str]:
-    """Environment of the job: predefined < pipeline/job YAML < submitted variables."""
+def job_variables(
+    build: BuildRecord, job: JobRecord, settings: Settings, project: ProjectSecrets | None = None
+) -> dict[str, str]:
+    """Environment of the job, lowest precedence first: predefined < pipeline/job YAML <
+    the project's secrets that apply to the build's ref < submitted variables < submitted
+    secrets (GitLab's order: what the trigger says wins over the project's settings)."""
+    patterns = project.protected_refs if project is not None else DEFAULT_PROTECTED_REFS
     project_dir = f"/builds/{build.project}"
     ref = build.ref
+    # A ref is protected in the project's own repository, not in a namesake's.
+    foreign = project is not None and project.repo is not None and not project.trusts(build.repo)
+    protected = is_protected_ref(ref, patterns) and not foreign
     predefined = {
         "CI": "true",
         "GITLAB_CI": "true",
@@ -63,6 +86,7 @@ def job_variables(build: BuildRecord, job: JobRecord, settings: Settings) -> dic
         "CI_COMMIT_REF_NAME": ref,
         "CI_COMMIT_REF_SLUG": "".join(c if c.isalnum() else "-" for c in ref.lower())[:63],
         "CI_COMMIT_BRANCH": ref,
+        "CI_COMMIT_REF_PROTECTED": "true" if protected else "false",
         "CI_DEFAULT_BRANCH": "main",
         "CI_JOB_ID": str(job.id),
         "CI_JOB_NAME": job.name,
@@ -71,7 +95,7 @@ def job_variables(build: BuildRecord, job: JobRecord, settings: Settings) -> dic
         "CI_JOB_ATTEMPT": str(job.attempt),
         "CI_PIPELINE_ID": str(build.id),
         "CI_PIPELINE_IID": str(build.id),
-        "CI_PIPELINE_SOURCE": "api",
+        "CI_PIPELINE_SOURCE": build.source,
         "CI_PROJECT_DIR": project_dir,
         "CI_BUILDS_DIR": "/builds",
         "CI_PROJECT_NAME": build.project,
@@ -82,12 +106,23 @@ def job_variables(build: BuildRecord, job: JobRecord, settings: Settings) -> dic
     if job.spec.node_index is not None:
         predefined["CI_NODE_INDEX"] = str(job.spec.node_index)
         predefined["CI_NODE_TOTAL"] = str(job.spec.node_total or 1)
-    return {**predefined, **job.spec.variables, **build.variables, **build.secrets}
+    applied = applicable(project, ref, repo=build.repo) if project is not None else {}
+    from_project = {name: s.value for name, s in applied.items()}
+    return {**predefined, **job.spec.variables, **from_project, **build.variables, **build.secrets}
 
 
-def assignment(build: BuildRecord, job: JobRecord, settings: Settings) -> Assignment:
-    """What a worker gets back from a successful claim."""
+def assignment(
+    build: BuildRecord, job: JobRecord, settings: Settings, project: ProjectSecrets | None = None
+) -> Assignment:
+    """What a worker gets back from a successful claim.
+
+    ``project``: the build's project's secrets and protected refs (None: it has none).
+    """
     spec = job.spec
+    env = job_variables(build, job, settings, project)
+    masks = {v for v in build.secrets.values() if len(v) >= MIN_MASK}
+    if project is not None:  # only the masked ones the job really receives
+        masks |= masked_values(applicable(project, build.ref, repo=build.repo), env)
     return Assignment(
         job_id=job.id,
         attempt=job.attempt,
@@ -98,10 +133,12 @@ def assignment(build: BuildRecord, job: JobRecord, settings: Settings) -> Assign
         project_dir=f"/builds/{build.project}",
         image=spec.image or DEFAULT_IMAGE,
         image_entrypoint=list(spec.image_entrypoint) if spec.image_entrypoint else None,
+        image_docker=DockerEntry.of(spec.image_docker),
+        image_pull_policy=list(spec.image_pull_policy),
         before_script=list(spec.before_script),
         script=list(spec.script),
         after_script=list(spec.after_script),
-        variables=job_variables(build, job, settings),
+        variables=env,
         snapshot_digest=build.snapshot_digest,
         inputs=_upstream_artifacts(build, job),
         timeout=min(spec.timeout or settings.job_timeout, settings.job_timeout),
@@ -110,8 +147,6 @@ def assignment(build: BuildRecord, job: JobRecord, settings: Settings) -> Assign
         services=[ServiceEntry.of(s) for s in spec.services],
         coverage=spec.coverage,
         # Values the worker masks in the log before it leaves the worker.
-        masks=sorted(
-            {v for v in build.secrets.values() if len(v) >= MIN_MASK}, key=len, reverse=True
-        ),
+        masks=sorted(masks, key=lambda v: (-len(v), v)),
         limits=Limits(memory=settings.job_memory, cpus=settings.job_cpus, pids=settings.job_pids),
     )

@@ -216,6 +216,9 @@ class Coordinator:
     dispatcher: Dispatcher
     settings: Settings
     on_build_finished: list[Callable[[BuildRecord], None]] = field(default_factory=list)
+    # Called with the build (without jobs) after each status change it went through: made
+    # pending, started running, finished (commit statuses). A failing hook is logged only.
+    on_build_changed: list[Callable[[BuildRecord], None]] = field(default_factory=list)
     # Running attempts get a whole lease counted from here: after an API restart, workers
     # that kept running (and kept retrying their reports) are not declared lost at once.
     up_since: datetime = field(default_factory=utcnow)
@@ -396,7 +399,8 @@ class Coordinator:
             fields: dict[str, Any] = {"status": status}
             if status == BuildStatus.RUNNING and build.started_at is None:
                 fields["started_at"] = now
-            self.store.cas_build(build.id, [build.status], **fields)
+            if self.store.cas_build(build.id, [build.status], **fields):
+                self.build_changed(build.id)
             return
         fields = {"status": status, "finished_at": now}
         deliverable: StoredBlob | None = None
@@ -419,8 +423,24 @@ class Coordinator:
             )
         finished = self.store.get_build(build.id)
         log.info("build %s finished: %s", build.id, status)
+        self.build_changed(build.id)
         for hook in self.on_build_finished:
             hook(finished)
+
+    def build_changed(self, build_id: int) -> None:
+        """Tell the ``on_build_changed`` hooks that the build's status changed."""
+        if not self.on_build_changed:
+            return
+        try:
+            build = self.store.get_build(build_id, with_jobs=False)
+        except Exception:  # a DB blip must not fail the transition that already happened
+            log.exception("build %s changed, but it could not be read for the hooks", build_id)
+            return
+        for hook in self.on_build_changed:
+            try:
+                hook(build)
+            except Exception:
+                log.exception("on_build_changed hook failed for build %s", build_id)
 
     def _write_deliverable(self, build_id: int, finished_at: datetime) -> StoredBlob:
         build = dataclasses.replace(
@@ -567,8 +587,18 @@ class Coordinator:
 
     # --- worker reports --------------------------------------------------------------
 
-    def claim(self, job_id: int, attempt: int, worker: str) -> JobRecord | None:
-        """Take ``attempt`` of a job for ``worker``; None if it is stale or already taken."""
+    def claim(
+        self,
+        job_id: int,
+        attempt: int,
+        worker: str,
+        holder: tuple[int | None, str | None] = (None, None),
+    ) -> JobRecord | None:
+        """Take ``attempt`` of a job for ``worker``; None if it is stale or already taken.
+
+        ``holder``: the claiming worker token's id and the hash of the job token handed
+        out with this claim; only a report carrying both is taken for the attempt.
+        """
         now = utcnow()
         ok = self.store.cas_job(
             job_id,
@@ -576,6 +606,8 @@ class Coordinator:
             expect_attempt=attempt,
             status=JobStatus.RUNNING,
             worker=worker,
+            claimed_by_token=holder[0],
+            job_token_hash=holder[1],
             started_at=now,
             heartbeat_at=now,
             finished_at=None,
@@ -586,9 +618,10 @@ class Coordinator:
             return None
         job = self.store.get_job(job_id)
         # The first claim makes the build "running"; a CAS, not a reload of the whole build.
-        self.store.cas_build(
+        if self.store.cas_build(
             job.build_id, [BuildStatus.PENDING], status=BuildStatus.RUNNING, started_at=now
-        )
+        ):
+            self.build_changed(job.build_id)
         return job
 
     def heartbeat(self, job_id: int, attempt: int) -> bool:
@@ -709,7 +742,8 @@ class Coordinator:
         fields: dict[str, Any] = {"status": BuildStatus.RUNNING, "finished_at": None}
         if build.started_at is None:  # a build a person starts starts now
             fields["started_at"] = utcnow()
-        self.store.cas_build(job.build_id, list(BuildStatus), **fields)
+        if self.store.cas_build(job.build_id, list(BuildStatus), **fields):
+            self.build_changed(job.build_id)
         self._publish([(self.store.get_job(job_id), None)], build)
         return self.store.get_job(job_id)
 
@@ -806,6 +840,8 @@ def _reset(attempt: int) -> dict[str, Any]:
         "queued_at": None,  # the new attempt is in the outbox until its message is sent
         "queued_epoch": None,
         "due_at": None,  # a retry starts at once
+        "claimed_by_token": None,  # the next claim binds the new attempt to its worker
+        "job_token_hash": None,
     }
 
 

@@ -21,9 +21,9 @@ from farm.errors import SourceError
 _GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1", "LC_ALL": "C"}
 
 
-def _git(repo: Path, *args: str, binary: bool = False) -> str:
+def _run(repo: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
     try:
-        proc = subprocess.run(
+        return subprocess.run(
             ["git", "-c", "safe.directory=*", "-C", str(repo), *args],
             capture_output=True,
             timeout=120,
@@ -34,10 +34,26 @@ def _git(repo: Path, *args: str, binary: bool = False) -> str:
         raise SourceError("git is not installed on the coordinator host") from exc
     except subprocess.TimeoutExpired as exc:
         raise SourceError(f"git {args[0]} timed out in {repo}") from exc
+
+
+def _failed(repo: Path, proc: subprocess.CompletedProcess[bytes], what: str) -> SourceError:
+    msg = proc.stderr.decode(errors="replace").strip().splitlines()
+    return SourceError(msg[-1] if msg else f"git {what} failed in {repo}")
+
+
+def _git(repo: Path, *args: str, binary: bool = False) -> str:
+    proc = _run(repo, *args)
     if proc.returncode != 0:
-        msg = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise SourceError(msg[-1] if msg else f"git {args[0]} failed in {repo}")
+        raise _failed(repo, proc, args[0])
     return proc.stdout.decode(errors="replace")
+
+
+def _is_ancestor(repo: Path, commit: str, tip: str) -> bool:
+    """Whether ``commit`` is ``tip`` or one of its ancestors (both full shas)."""
+    proc = _run(repo, "merge-base", "--is-ancestor", commit, tip)
+    if proc.returncode not in (0, 1):
+        raise _failed(repo, proc, "merge-base")
+    return proc.returncode == 0
 
 
 @dataclass(frozen=True)
@@ -153,7 +169,12 @@ def _mirror(url: str, cache: Path) -> Path:
 
 
 def resolve(repo: str, ref: str | None, commit: str | None, mirror_dir: Path) -> Source:
-    """Find the repository, the ref and the exact commit; SourceError naming what is wrong."""
+    """Find the repository, the ref and the exact commit; SourceError naming what is wrong.
+
+    A ``commit`` must be on the build's ref (given, or the repository's default branch):
+    its tip or an ancestor of it.  A build "of main" is then code that is on main, which
+    is what a protected ref (and its protected secrets) stands for.
+    """
     if not repo or not repo.strip():
         raise SourceError("repo is empty: give a git URL or a local path")
     path = Path(repo).expanduser()
@@ -191,6 +212,15 @@ def resolve(repo: str, ref: str | None, commit: str | None, mirror_dir: Path) ->
             sha = _git(git_dir, "rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}").strip()
         except SourceError as exc:
             raise SourceError(f"commit {commit!r} does not exist in {repo!r}") from exc
+        try:
+            tip = _git(git_dir, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").strip()
+        except SourceError as exc:
+            raise SourceError(f"ref {ref!r} does not exist in {repo!r}") from exc
+        if not _is_ancestor(git_dir, sha, tip):
+            raise SourceError(
+                f"commit {commit!r} is not on ref {ref!r} of {repo!r}: give a commit that "
+                "is the ref's tip or one of its ancestors (or the ref it is on)"
+            )
     else:
         try:
             sha = _git(git_dir, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").strip()

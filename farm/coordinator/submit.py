@@ -7,11 +7,13 @@ leaves no half-made build behind.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from farm.coordinator.service import Coordinator, digest_text
 from farm.coordinator.source import Source, resolve
-from farm.domain.records import BuildRecord, NewBuild
+from farm.domain.records import BuildOrigin, BuildRecord, NewBuild, PipelineSource
 from farm.domain.specs import PipelineContext, PipelineLimits
 from farm.domain.state import is_interruptible, queue_for
 from farm.domain.statuses import FINAL_BUILD, BuildStatus
@@ -32,7 +34,8 @@ class Submission:
     commit: str | None = None
     variables: tuple[tuple[str, str], ...] = ()
     secrets: tuple[tuple[str, str], ...] = ()  # masked variables
-    source: str = "api"  # CI_PIPELINE_SOURCE: api, push, web, trigger, schedule
+    source: str = PipelineSource.API  # CI_PIPELINE_SOURCE: what started the build
+    origin: BuildOrigin | None = None  # the git host to report the commit status to
 
 
 def predefined_variables(src: Source, source_kind: str) -> dict[str, str]:
@@ -69,6 +72,19 @@ def pipeline_limits(settings: Settings) -> PipelineLimits:
     )
 
 
+def catalog_reader(root: Path) -> Callable[[str], str | None]:
+    """``read(path)`` for the component catalog directory, confined to ``root``."""
+    base = root.resolve()
+
+    def read(path: str) -> str | None:
+        target = (base / path.lstrip("/")).resolve()
+        if not target.is_relative_to(base) or not target.is_file():
+            return None
+        return target.read_text(encoding="utf-8", errors="replace")
+
+    return read
+
+
 def _slug(value: str) -> str:
     slug = "".join(c if c.isalnum() else "-" for c in value.lower())[:63]
     return slug.strip("-")
@@ -93,8 +109,15 @@ def submit(coord: Coordinator, sub: Submission) -> BuildRecord:
         **dict(sub.secrets),
     }
     limits = pipeline_limits(settings)
+    catalog = settings.component_catalog  # include:component (docs/GITLAB_COMPAT.md)
     context = PipelineContext(
-        variables=variables, files=files, read=src.read, changed=src.changed(), limits=limits
+        variables=variables,
+        files=files,
+        read=src.read,
+        changed=src.changed(),
+        limits=limits,
+        component_catalog=str(catalog) if catalog is not None else None,
+        read_component=catalog_reader(catalog) if catalog is not None else None,
     )
     # The loader counts what the pipeline expands to while it loads (aliases, nodes, script
     # lines, jobs, spec bytes) and stops at the first limit passed.
@@ -117,8 +140,11 @@ def submit(coord: Coordinator, sub: Submission) -> BuildRecord:
         variables=dict(sub.variables),  # job specs already carry the pipeline's own
         jobs=tuple((job, queue_for(job.tags)) for job in pipeline.jobs),
         secrets=dict(sub.secrets),
+        source=sub.source,
+        origin=sub.origin,
     )
     build_id = coord.store.create_build(new, status=BuildStatus.PENDING)
+    coord.build_changed(build_id)  # made pending (a commit status "pending" for the host)
     cancel_redundant(coord, build_id)
     return coord.advance(build_id)
 

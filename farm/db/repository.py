@@ -43,12 +43,20 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from farm.db.caches import CacheIndexMixin
+from farm.db.project_secrets import ProjectSecretsMixin
 from farm.db.secrets import SecretBox
 from farm.db.session import aware, transaction
 from farm.db.tables import ArtifactRow, BuildRow, JobRow, LogChunkRow, ResourceGroupRow
 from farm.domain.clock import utcnow
 from farm.domain.logs import fit_chunk
-from farm.domain.records import ArtifactRecord, BuildRecord, JobRecord, NewBuild
+from farm.domain.records import (
+    ArtifactRecord,
+    BuildOrigin,
+    BuildRecord,
+    JobRecord,
+    NewBuild,
+    PipelineSource,
+)
 from farm.domain.specs import JobSpec
 from farm.domain.statuses import ACTIVE_BUILD, BuildStatus, JobStatus
 from farm.errors import NotFound
@@ -188,10 +196,18 @@ def _build(box: SecretBox, row: BuildRow, jobs: tuple[JobRecord, ...] = ()) -> B
         secrets=box.open(row.secrets, row.id),  # decrypted here, in memory only
         jobs=jobs,
         parent_build_id=row.parent_build_id,
+        source=row.source or PipelineSource.API,
+        origin=_origin(row),
     )
 
 
-class Store(CacheIndexMixin):
+def _origin(row: BuildRow) -> BuildOrigin | None:
+    if not (row.origin_host and row.origin_api_url and row.origin_project):
+        return None
+    return BuildOrigin(row.origin_host, row.origin_api_url, row.origin_project)
+
+
+class Store(CacheIndexMixin, ProjectSecretsMixin):
     """SQLAlchemy-backed persistence; methods are short transactions."""
 
     def __init__(self, sessions: sessionmaker[Session], secrets: SecretBox | None = None) -> None:
@@ -234,6 +250,10 @@ class Store(CacheIndexMixin):
                 cancel_requested=False,
                 secrets=self._box.seal(new.secrets),  # encrypted at rest
                 parent_build_id=new.parent_build_id,
+                source=new.source,
+                origin_host=new.origin.host if new.origin else None,
+                origin_api_url=new.origin.api_url if new.origin else None,
+                origin_project=new.origin.project if new.origin else None,
             )
             s.add(row)
             s.flush()
@@ -383,6 +403,16 @@ class Store(CacheIndexMixin):
                 raise NotFound(f"job {job_id} does not exist")
             arts = s.scalars(select(ArtifactRow).where(ArtifactRow.job_id == job_id)).all()
             return _job(row, arts)
+
+    def attempt_holder(self, job_id: int) -> tuple[int, int | None, str | None] | None:
+        """Who holds a job's current attempt: (attempt, claiming token id, job token hash)."""
+        with self._sessions() as s:
+            row = s.execute(
+                select(JobRow.attempt, JobRow.claimed_by_token, JobRow.job_token_hash).where(
+                    JobRow.id == job_id
+                )
+            ).first()
+            return (row[0], row[1], row[2]) if row is not None else None
 
     def job_states(self, build_id: int) -> list[JobState]:
         """Every job of a build as (id, status, attempt, exit code, reason), by position."""

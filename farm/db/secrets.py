@@ -10,6 +10,12 @@ The key comes from ``FARM_SECRET_KEY`` (a Fernet key; several separated by comma
 rotate: the first encrypts, every one decrypts) or, by default, from the key file
 ``$FARM_DATA_DIR/keys/secrets.key`` generated on first start (mode 0600), beside the
 provenance key. Records (``farm.domain``) only ever hold the plain values in memory.
+
+A project secret (:mod:`farm.db.project_secrets`) is one Fernet token per value,
+:meth:`SecretBox.seal_value`: the token carries the value *and* the row's identity
+(project, name, flags), checked on opening, so a token copied into another row (say,
+a protected secret's into an unprotected one) or a flag flipped in the database is
+refused instead of being handed to a job.
 """
 
 from __future__ import annotations
@@ -95,6 +101,28 @@ class SecretBox:
             ) from None
         data = json.loads(plain)
         return {str(k): str(v) for k, v in data.items()}
+
+    def seal_value(self, value: str, bound: Mapping[str, Any]) -> str:
+        """One value as its own Fernet token, bound to ``bound`` (JSON scalars)."""
+        plain = json.dumps({**bound, "value": value}, sort_keys=True, separators=(",", ":"))
+        return self._fernet.encrypt(plain.encode()).decode("ascii")
+
+    def open_value(self, token: str, bound: Mapping[str, Any], what: str) -> str:
+        """The value of a :meth:`seal_value` token; ConfigError unless it is ``bound``'s.
+
+        ``what`` names the secret in the error (never its value).
+        """
+        try:
+            data = json.loads(self._fernet.decrypt(token.encode("ascii")))
+        except (InvalidToken, UnicodeEncodeError, ValueError):
+            raise ConfigError(
+                f"{what} cannot be decrypted with {self._where}: set FARM_SECRET_KEY (or "
+                "restore $FARM_DATA_DIR/keys/secrets.key) to the key that wrote it"
+            ) from None
+        altered = not isinstance(data, dict) or "value" not in data
+        if altered or any(data.get(k) != v for k, v in bound.items()):
+            raise ConfigError(f"{what} was altered in the database: set it again")
+        return str(data["value"])
 
 
 def is_envelope(stored: Mapping[str, Any]) -> bool:

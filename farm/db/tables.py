@@ -55,6 +55,13 @@ class BuildRow(Base):
     parent_build_id: Mapped[int | None] = mapped_column(
         ForeignKey("builds.id", ondelete="SET NULL"), nullable=True, index=True
     )
+    # What started it (CI_PIPELINE_SOURCE) and, for a webhook build, the git host and
+    # project its commit status is reported to; status_seq orders those reports.
+    source: Mapped[str] = mapped_column(String(32), default="api", server_default="api")
+    origin_host: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    origin_api_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    origin_project: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    status_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class JobRow(Base):
@@ -87,6 +94,10 @@ class JobRow(Base):
     queued_epoch: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # A ``when: delayed`` job's start time: a re-sent message keeps the remaining delay.
     due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # Who holds the attempt (issue 12): the worker token that claimed it and the SHA-256 of
+    # the job token handed out with the claim; logs and results must come with both.
+    claimed_by_token: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    job_token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class ArtifactRow(Base):
@@ -244,3 +255,83 @@ class HookDeliveryRow(Base):
         ForeignKey("builds.id", ondelete="SET NULL"), nullable=True, index=True
     )
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class TokenRow(Base):
+    """``api_tokens``: an API token's SHA-256 (never the token), its scopes and lifetime."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))  # the first characters, to tell tokens apart
+    scopes: Mapped[str] = mapped_column(String(255))  # comma-separated, as granted
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class ProjectSecretRow(Base):
+    """``project_secrets``: a project's secret variables, each value its own Fernet token
+    (bound to the row's project, name and flags: see :meth:`farm.db.secrets.SecretBox.seal_value`).
+    """
+
+    __tablename__ = "project_secrets"
+    __table_args__ = (UniqueConstraint("project", "name", name="uq_project_secrets_project_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project: Mapped[str] = mapped_column(String(255), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    value: Mapped[str] = mapped_column(Text)  # a Fernet token, never the plain value
+    protected: Mapped[bool] = mapped_column(Boolean)
+    masked: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ProjectSettingsRow(Base):
+    """``project_settings``: the repository a project's secrets are bound to, and its
+    protected branch/tag patterns (fnmatch).
+
+    ``repo`` NULL: bound to no repository (its builds get none of its secrets);
+    ``protected_refs`` NULL: the default (``main``, ``master``), an empty list protects
+    nothing.  No row: both NULL.
+    """
+
+    __tablename__ = "project_settings"
+
+    project: Mapped[str] = mapped_column(String(255), primary_key=True)
+    repo: Mapped[str | None] = mapped_column(Text, nullable=True)  # as the admin gave it
+    protected_refs: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ScheduleRow(Base):
+    """``schedules``: build a project's ref on a cron timetable (GitLab pipeline schedules)."""
+
+    __tablename__ = "schedules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project: Mapped[str] = mapped_column(String(255), index=True)
+    repo: Mapped[str] = mapped_column(Text)
+    ref: Mapped[str] = mapped_column(String(255))
+    cron: Mapped[str] = mapped_column(String(255))
+    timezone: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(String(255), default="")
+    variables: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The next run, whole seconds UTC (NULL while paused). Timers claim a due run with a
+    # compare-and-set on this column, so one process fires it.
+    next_run_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True, index=True
+    )
+    last_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_build_id: Mapped[int | None] = mapped_column(
+        ForeignKey("builds.id", ondelete="SET NULL"), nullable=True
+    )
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

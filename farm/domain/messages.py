@@ -32,7 +32,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from farm.domain.specs import ArtifactSpec, CacheSpec, ServiceSpec
+from farm.domain.specs import ArtifactSpec, CacheSpec, DockerOptions, ServiceSpec
 from farm.domain.statuses import FailureReason, JobStatus
 from farm.errors import ProtocolMismatch
 
@@ -58,8 +58,11 @@ __all__ = [
     "check_protocol",
 ]
 
-PROTOCOL_VERSION = 1
-"""The protocol this farm speaks; bump it when a message changes incompatibly."""
+PROTOCOL_VERSION = 2
+"""The protocol this farm speaks; bump it when a message changes incompatibly.
+
+2: the claim answers a ``job_token``; log and finish requests must carry it (issue 12).
+"""
 
 MAX_NAME = 255  # job, stage, worker, artifact names: the width of their columns
 MAX_PATH = 4096  # a file path or glob (PATH_MAX)
@@ -79,6 +82,7 @@ Digest = Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")]
 Id = Annotated[int, Field(ge=1, le=_INT32)]
 Attempt = Annotated[int, Field(ge=1, le=_INT32, description="attempt number, from 1")]
 Size = Annotated[int, Field(ge=0, le=_INT64, description="bytes")]
+JobToken = Annotated[str, StringConstraints(max_length=128)]
 ResultWhen = Literal["on_success", "on_failure", "always"]
 FileKind = Literal["archive", "dotenv"]  # the artifact kinds a job produces
 
@@ -109,7 +113,7 @@ class _Versioned(_Message):
         default=PROTOCOL_VERSION,
         ge=1,
         le=_INT32,
-        description="protocol of the sender; absent means 1",
+        description="protocol of the sender (workers before protocol 1 sent none)",
     )
 
 
@@ -168,6 +172,22 @@ class CacheEntry(_Message):
         )
 
 
+class DockerEntry(_Message):
+    """``image:docker`` / ``services:docker``: run as ``user``; ``platform`` is checked."""
+
+    platform: Text | None = None
+    user: Text | None = None
+
+    @classmethod
+    def of(cls, options: DockerOptions | None) -> DockerEntry | None:
+        """From the spec's options (None stays None)."""
+        return None if options is None else cls(platform=options.platform, user=options.user)
+
+    def to_options(self) -> DockerOptions:
+        """Back to the spec's options."""
+        return DockerOptions(platform=self.platform, user=self.user)
+
+
 class ServiceEntry(_Message):
     """One ``services:`` sidecar (a :class:`~farm.domain.specs.ServiceSpec`)."""
 
@@ -176,6 +196,8 @@ class ServiceEntry(_Message):
     entrypoint: list[Text] | None = None
     command: list[Text] | None = None
     variables: dict[Text, Text] = Field(default_factory=dict)
+    docker: DockerEntry | None = None
+    pull_policy: list[Text] = Field(default_factory=list)
 
     @classmethod
     def of(cls, spec: ServiceSpec) -> ServiceEntry:
@@ -186,6 +208,8 @@ class ServiceEntry(_Message):
             entrypoint=list(spec.entrypoint) if spec.entrypoint is not None else None,
             command=list(spec.command) if spec.command is not None else None,
             variables=dict(spec.variables),
+            docker=DockerEntry.of(spec.docker),
+            pull_policy=list(spec.pull_policy),
         )
 
     def to_spec(self) -> ServiceSpec:
@@ -196,6 +220,8 @@ class ServiceEntry(_Message):
             entrypoint=tuple(self.entrypoint) if self.entrypoint else None,
             command=tuple(self.command) if self.command else None,
             variables=dict(self.variables),
+            docker=self.docker.to_options() if self.docker is not None else None,
+            pull_policy=tuple(self.pull_policy),
         )
 
 
@@ -239,6 +265,8 @@ class Assignment(_Versioned):
     project_dir: Text = Field(description="where the workspace is mounted in the container")
     image: Text
     image_entrypoint: list[Text] | None = None
+    image_docker: DockerEntry | None = None
+    image_pull_policy: list[Text] = Field(default_factory=list)
     before_script: list[Text] = Field(default_factory=list)
     script: list[Text] = Field(default_factory=list)
     after_script: list[Text] = Field(default_factory=list)
@@ -254,6 +282,10 @@ class Assignment(_Versioned):
         default_factory=list, description="values masked in the log, longest first"
     )
     limits: Limits
+    job_token: JobToken = Field(
+        default="",
+        description="this attempt's own credential: its log and finish must carry it",
+    )
 
 
 # --- log / heartbeat ------------------------------------------------------------------
@@ -263,6 +295,7 @@ class LogRequest(_Versioned):
     """A worker appends output and proves it is alive (``POST …/jobs/{id}/log``)."""
 
     attempt: Attempt
+    job_token: JobToken = Field(default="", description="the token the claim answered")
     data: Annotated[str, StringConstraints(max_length=MAX_LOG_CHUNK)] = ""
     offset: Size | None = Field(
         default=None,
@@ -308,6 +341,7 @@ class FinishReport(_Versioned):
     """How an attempt ended (``POST …/jobs/{id}/finish``)."""
 
     attempt: Attempt
+    job_token: JobToken = Field(default="", description="the token the claim answered")
     exit_code: int | None = Field(default=None, ge=-_INT32 - 1, le=_INT32)
     reason: FailureReason | None = None
     message: Annotated[str, StringConstraints(max_length=MAX_MESSAGE)] = ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from farm.domain.specs import JobSpec
@@ -51,6 +52,27 @@ class JobRecord:
     artifacts: tuple[ArtifactRecord, ...] = ()
 
 
+class PipelineSource(StrEnum):
+    """What started a build: GitLab's ``CI_PIPELINE_SOURCE`` words (the CLI is ``api``)."""
+
+    API = "api"
+    PUSH = "push"
+    MERGE_REQUEST_EVENT = "merge_request_event"
+    SCHEDULE = "schedule"
+    PARENT_PIPELINE = "parent_pipeline"
+    WEB = "web"
+    TRIGGER = "trigger"
+
+
+@dataclass(frozen=True)
+class BuildOrigin:
+    """The git host a webhook build came from, where its commit status is reported."""
+
+    host: str  # "github" or "gitlab"
+    api_url: str  # https://api.github.com, or a GitLab's base URL (https://gitlab.example)
+    project: str  # GitHub "owner/repo"; GitLab project id or path_with_namespace
+
+
 @dataclass(frozen=True)
 class BuildRecord:
     """A build: one commit's pipeline and its jobs."""
@@ -76,6 +98,8 @@ class BuildRecord:
     jobs: tuple[JobRecord, ...] = ()
     # Set for a build that runs a job of another build on its behalf (coordinator/spawn.py).
     parent_build_id: int | None = None
+    source: str = PipelineSource.API  # a PipelineSource word (kept open: older rows)
+    origin: BuildOrigin | None = None  # None: not from a git host's webhook
 
     def job_named(self, name: str) -> JobRecord | None:
         """The job called ``name`` in this build, if any."""
@@ -99,6 +123,8 @@ class NewBuild:
     secrets: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     parent_build_id: int | None = None
+    source: str = PipelineSource.API
+    origin: BuildOrigin | None = None
 
 
 @dataclass(frozen=True)

@@ -163,6 +163,9 @@ def should_retry(
 # --- queues --------------------------------------------------------------------------
 
 DEFAULT_QUEUE = "farm"
+# Commit statuses for git hosts (farm/worker/commit_status.py): small HTTP calls every
+# worker serves, whatever its tags, between jobs.
+STATUS_QUEUE = "farm.status"
 
 
 def queue_for(tags: Iterable[str]) -> str:
@@ -172,13 +175,15 @@ def queue_for(tags: Iterable[str]) -> str:
 
 
 def queues_for_worker(tags: Iterable[str], run_untagged: bool = True) -> list[str]:
-    """Every queue a worker with ``tags`` serves: a job fits when its tags are a subset."""
+    """Every queue a worker with ``tags`` serves: a job fits when its tags are a subset;
+    and the status queue (:data:`STATUS_QUEUE`), last."""
     clean = sorted({t.strip() for t in tags if t.strip()})
     queues = [DEFAULT_QUEUE] if run_untagged or not clean else []
     n = len(clean)
     for mask in range(1, 1 << n):
         subset = [clean[i] for i in range(n) if mask >> i & 1]
         queues.append(queue_for(subset))
+    queues.append(STATUS_QUEUE)
     return queues
 
 

@@ -349,6 +349,7 @@ class _Attempt:
                 environment={**job.env, **svc.variables}, network=f"container:{holder}",
                 labels={LABEL_SERVICE_ALIAS: ",".join(svc.alias)},
                 name=f"{job.name}-svc{i}" if job.name else None,
+                user=svc.docker.user if svc.docker is not None else None,
             )  # fmt: skip
             api.start(sid)
             started.append((svc, sid))

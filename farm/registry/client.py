@@ -61,6 +61,7 @@ class RegistryClient:
         )
         self._http = self._core.raw  # requests are composed into attempts run by _call
         self._timeout = timeout
+        self._token = token
         self._direct: DirectBlobClient | bool | None = zerocopy.available()  # True: not asked
 
     def close(self) -> None:
@@ -89,7 +90,7 @@ class RegistryClient:
                 response = self._http.get(ENDPOINTS)
                 url = response.json().get("blob_data") if response.is_success else None
                 if isinstance(url, str):
-                    self._direct = DirectBlobClient(url, self._timeout)
+                    self._direct = DirectBlobClient(url, self._timeout, self._token)
             except (httpx.HTTPError, ValueError, AttributeError) as exc:
                 log.info("no blob data plane at %s: %s", self.base_url, exc)
         return self._direct if isinstance(self._direct, DirectBlobClient) else None

@@ -18,7 +18,7 @@ from farm.errors import ConfigError
 from farm.registry.provenance import build_statement, canonical, load_or_create_key, sign_statement
 from farm.registry.store import BlobStore, FilesystemBlobStore
 from farm.registry.transfer import zerocopy
-from farm.registry.transfer.server import BlobDataServer
+from farm.registry.transfer.server import Authorize, BlobDataServer
 from farm.settings import Settings
 
 log = logging.getLogger("farm.registry")
@@ -57,7 +57,9 @@ def _s3_store(settings: Settings) -> BlobStore:
     return store
 
 
-def make_data_plane(settings: Settings, blobs: BlobStore) -> BlobDataServer | None:
+def make_data_plane(
+    settings: Settings, blobs: BlobStore, authorize: Authorize | None = None
+) -> BlobDataServer | None:
     """The blob data plane for this store, bound but not started; None where it cannot run.
 
     It needs a local filesystem store and Linux's splice/sendfile.  A port that is
@@ -73,6 +75,7 @@ def make_data_plane(settings: Settings, blobs: BlobStore) -> BlobDataServer | No
             settings.api_host,
             settings.resolved_blob_port,
             max_blob_bytes=settings.max_blob_bytes,
+            authorize=authorize,
         )
     except OSError as exc:
         log.error(

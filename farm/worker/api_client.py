@@ -34,14 +34,21 @@ SPOOL_TIMEOUT = 10.0
 class CoordinatorClient:
     """Thin client of the worker endpoints under ``/api/v1/worker`` (on farm.http)."""
 
-    def __init__(self, base_url: str, timeout: float = 30.0, retry: RetryPolicy = RETRY) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        timeout: float = 30.0,
+        retry: RetryPolicy = RETRY,
+        token: str | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = HttpClient(HttpConfig(self.base_url, timeout, retry=retry))
+        self.token = token  # the worker's API token (worker scope)
+        self._http = HttpClient(HttpConfig(self.base_url, timeout, retry=retry, token=token))
 
     @classmethod
-    def for_spool(cls, base_url: str) -> CoordinatorClient:
+    def for_spool(cls, base_url: str, token: str | None = None) -> CoordinatorClient:
         """A client whose calls are tried once, for the report spool's own retry loop."""
-        return cls(base_url, timeout=SPOOL_TIMEOUT, retry=SPOOL_RETRY)
+        return cls(base_url, timeout=SPOOL_TIMEOUT, retry=SPOOL_RETRY, token=token)
 
     def close(self) -> None:
         """Release the connection pool."""
@@ -64,12 +71,20 @@ class CoordinatorClient:
             check_protocol(protocol, sender="API", receiver="worker")
         return _parse(Assignment, data)
 
-    def log(self, job_id: int, attempt: int, text: str, offset: int | None = None) -> LogReply:
+    def log(
+        self,
+        job_id: int,
+        attempt: int,
+        text: str,
+        offset: int | None = None,
+        job_token: str = "",
+    ) -> LogReply:
         """Append output (also a heartbeat): may the attempt go on, has the log room?
 
-        ``offset``: UTF-8 bytes of output sent before ``text`` (lets the API drop a resend).
+        ``offset``: UTF-8 bytes of output sent before ``text`` (lets the API drop a resend);
+        ``job_token``: the one the claim answered (the API refuses a log without it).
         """
-        request = LogRequest(attempt=attempt, data=text, offset=offset)
+        request = LogRequest(attempt=attempt, data=text, offset=offset, job_token=job_token)
         return _parse(LogReply, self._call(f"/jobs/{job_id}/log", request))
 
     def finish(self, job_id: int, report: FinishReport) -> FinishReply:

@@ -15,8 +15,13 @@ RUN_JOB = "farm.run_job"
 
 
 def make_celery(settings: Settings) -> Celery:
-    """A configured Celery app; tasks are registered by importing ``farm.worker.run_job``."""
-    app = Celery("farm", broker=settings.broker_url, include=["farm.worker.run_job"])
+    """A configured Celery app; tasks are registered by importing ``farm.worker.run_job``
+    and ``farm.worker.commit_status``."""
+    app = Celery(
+        "farm",
+        broker=settings.broker_url,
+        include=["farm.worker.run_job", "farm.worker.commit_status"],
+    )
     # Redis redelivers an unacked message after visibility_timeout: keep it above the
     # longest job so a long job is never handed out twice (celery#5935). Lost workers
     # are caught by the coordinator's heartbeat watchdog long before this.

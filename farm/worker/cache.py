@@ -100,9 +100,11 @@ class CacheIndex:
 
     PREFIX = "/api/v1/worker/caches"
 
-    def __init__(self, base_url: str, timeout: float = 30.0, tries: int = 4) -> None:
+    def __init__(
+        self, base_url: str, timeout: float = 30.0, tries: int = 4, token: str | None = None
+    ) -> None:
         retry = RetryPolicy(attempts=tries, backoff=0.2)
-        self._http = HttpClient(HttpConfig(base_url, timeout=timeout, retry=retry))
+        self._http = HttpClient(HttpConfig(base_url, timeout=timeout, retry=retry, token=token))
 
     def close(self) -> None:
         """Release the connection pool."""

@@ -149,7 +149,7 @@ class LogStream:
 
     def _beat(self) -> tuple[LogReply | None, BaseException | None]:
         try:
-            return self._client.log(self._job, self._attempt, ""), None
+            return self._client.log(self._job, self._attempt, "", None, self._spool.job_token), None
         except Exception as exc:
             return None, exc
 

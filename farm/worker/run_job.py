@@ -38,11 +38,12 @@ def runner() -> JobRunner:
     global _runner
     if _runner is None:
         settings = get_settings()
+        token = settings.client_token("worker")
         _runner = JobRunner(
             settings=settings,
             executor=DockerExecutor(),
-            coordinator=CoordinatorClient(settings.resolved_api_url),
-            registry=RegistryClient(settings.resolved_api_url),
+            coordinator=CoordinatorClient(settings.resolved_api_url, token=token),
+            registry=RegistryClient(settings.resolved_api_url, token=token),
             stopping=_stopping,
         )
     return _runner
@@ -58,7 +59,7 @@ def reap_once() -> list[str]:
     """Remove this worker's labelled containers whose attempt no longer runs."""
     settings = get_settings()
     executor = DockerExecutor()
-    client = CoordinatorClient(settings.resolved_api_url)
+    client = CoordinatorClient(settings.resolved_api_url, token=settings.client_token("worker"))
     try:
 
         def keep(labels: dict[str, str]) -> bool:
@@ -103,7 +104,7 @@ def _spool_loop(stop: threading.Event) -> None:
     """Send the reports dead or stopped attempts left in the spool, until shutdown."""
     settings = get_settings()
     directory = WorkDir(settings.resolved_work_dir).spool_dir
-    client = CoordinatorClient.for_spool(settings.resolved_api_url)
+    client = CoordinatorClient.for_spool(settings.resolved_api_url, settings.client_token("worker"))
     try:
         while True:
             try:

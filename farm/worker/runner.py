@@ -112,7 +112,9 @@ class JobRunner:
 
     def __post_init__(self) -> None:
         if self.reporter is None:
-            self.reporter = CoordinatorClient.for_spool(self.coordinator.base_url)
+            self.reporter = CoordinatorClient.for_spool(
+                self.coordinator.base_url, self.coordinator.token
+            )
         if self.workdir is None:
             self.workdir = WorkDir(self.settings.resolved_work_dir)
 
@@ -134,7 +136,7 @@ class JobRunner:
             log.info("job %s attempt %s is stale or taken; nothing to do", job_id, attempt)
             return "stale"
         assert self.workdir is not None and self.reporter is not None
-        spool, spool_error = self._spool(job_id, attempt)
+        spool, spool_error = self._spool(job_id, attempt, spec.job_token)
         try:
             with LogStream(
                 self.reporter,
@@ -159,7 +161,7 @@ class JobRunner:
                     result = RunResult(exit_code=None, reason="worker_error", message=message)
                     outcome = _Outcome(result, [])
             # The job dir is gone (artifacts are uploaded); the report is durable first.
-            spool.add_finish(_report(attempt, outcome))
+            spool.add_finish(_report(attempt, outcome, spec.job_token))
             how = deliver(spool, self.reporter, self.settings.spool_patience, self.stopping)
             if how != "delivered":
                 log.warning("job %s attempt %s: report %s", job_id, attempt, how)
@@ -168,15 +170,15 @@ class JobRunner:
         finally:
             spool.close()
 
-    def _spool(self, job_id: int, attempt: int) -> tuple[Spool, str]:
+    def _spool(self, job_id: int, attempt: int, job_token: str) -> tuple[Spool, str]:
         """The attempt's spool on disk; in memory (and why, for the log) if that fails."""
         assert self.workdir is not None
         try:
-            return Spool.create(self.workdir.spool_dir, job_id, attempt), ""
+            return Spool.create(self.workdir.spool_dir, job_id, attempt, job_token), ""
         except Exception as exc:  # the report must still go out, without durability
             log.exception("job %s attempt %s: cannot spool reports on disk", job_id, attempt)
             why = f"WARNING: reports are not spooled on disk: {type(exc).__name__}: {exc}"
-            return Spool.memory(job_id, attempt), why
+            return Spool.memory(job_id, attempt, job_token), why
 
     def _execute(self, spec: Assignment, jobdir: Path, logs: LogStream) -> _Outcome:
         workspace = jobdir / "workspace"
@@ -263,7 +265,9 @@ class JobRunner:
         if not spec.cache:
             return None
         if self.cache_index is None:
-            self.cache_index = CacheIndex(self.settings.resolved_api_url)
+            self.cache_index = CacheIndex(
+                self.settings.resolved_api_url, token=self.coordinator.token
+            )
         caches = JobCaches(
             spec.cache,
             project=spec.project,
@@ -337,6 +341,8 @@ class JobRunner:
             network=self.settings.job_network,
             services=tuple(s.to_spec() for s in spec.services),
             name=f"farm-{spec.build_id}-{spec.job_id}-{spec.attempt}-{uuid.uuid4().hex[:6]}",
+            # image:docker:user (GitLab's Docker executor option): `docker run --user`.
+            user=spec.image_docker.user if spec.image_docker is not None else None,
         )
 
     def _collect(
@@ -416,7 +422,7 @@ def parse_dotenv(text: str) -> dict[str, str]:
     return out
 
 
-def _report(attempt: int, outcome: _Outcome) -> FinishReport:
+def _report(attempt: int, outcome: _Outcome, job_token: str = "") -> FinishReport:
     """The finish report of an attempt; its message is cut to what the API accepts."""
     result = outcome.result
     message = result.message
@@ -426,6 +432,7 @@ def _report(attempt: int, outcome: _Outcome) -> FinishReport:
     coverage = outcome.coverage
     return FinishReport(
         attempt=attempt,
+        job_token=job_token,
         exit_code=result.exit_code,
         reason=result.reason,
         message=message,

@@ -10,6 +10,7 @@ result is never lost to an outage (issue 16, item 5).
 
 One file per attempt, append-only JSON lines::
 
+    {"token": "<job token>"}           first: the attempt's credential from its claim
     {"log": "<text>", "offset": 1234}   a chunk; offset = UTF-8 bytes of output before it
     {"finish": {...}}                   the FinishReport, as on the wire
     {"ack": 3}                          the first 3 records were delivered (not fsynced:
@@ -100,9 +101,11 @@ class Spool:
         fd: int | None = None,
         records: list[Record] | None = None,
         acked: int = 0,
+        job_token: str = "",
     ) -> None:
         self.job_id = job_id
         self.attempt = attempt
+        self.job_token = job_token  # sent with every record: the API checks it
         self.path = path
         self._fd = fd
         self._records: list[Record] = records or []
@@ -114,12 +117,12 @@ class Spool:
     # --- opening ---------------------------------------------------------------------
 
     @classmethod
-    def memory(cls, job_id: int, attempt: int) -> Spool:
+    def memory(cls, job_id: int, attempt: int, job_token: str = "") -> Spool:
         """A spool that keeps its records in memory only."""
-        return cls(job_id, attempt)
+        return cls(job_id, attempt, job_token=job_token)
 
     @classmethod
-    def create(cls, directory: Path, job_id: int, attempt: int) -> Spool:
+    def create(cls, directory: Path, job_id: int, attempt: int, job_token: str = "") -> Spool:
         """The spool of a live attempt, locked by this process (records already there kept).
 
         Raises :class:`SpoolBusy` when another process holds it.
@@ -136,9 +139,13 @@ class Spool:
             # A leftover sender may have removed the (empty) file between our open and
             # our lock: then we hold a lock on an unlinked inode; start over.
             if _same_file(fd, path):
+                records, acked, token = _read(path)
+                spool = cls(job_id, attempt, path, fd, records, acked, token or job_token)
+                if job_token and token != job_token:
+                    spool._write([{"token": job_token}], durable=True)
+                    spool.job_token = job_token
                 _fsync_dir(directory)
-                records, acked = _read(path)
-                return cls(job_id, attempt, path, fd, records, acked)
+                return spool
             os.close(fd)
         raise FarmError(f"could not create the spool file {path}")
 
@@ -160,8 +167,8 @@ class Spool:
         if not _same_file(fd, path):  # delivered and removed by its owner meanwhile
             os.close(fd)
             return None
-        records, acked = _read(path)
-        return cls(int(match[1]), int(match[2]), path, fd, records, acked)
+        records, acked, token = _read(path)
+        return cls(int(match[1]), int(match[2]), path, fd, records, acked, token)
 
     # --- writing ---------------------------------------------------------------------
 
@@ -280,7 +287,9 @@ def send_pending(spool: Spool, client: CoordinatorClient) -> Progress:
         record = pending[0]
         try:
             if isinstance(record, LogRecord):
-                reply = client.log(spool.job_id, spool.attempt, record.text, record.offset)
+                reply = client.log(
+                    spool.job_id, spool.attempt, record.text, record.offset, spool.job_token
+                )
                 progress.reply = reply
                 spool.ack()
                 if not reply.accepted:
@@ -420,10 +429,11 @@ def resend_leftovers(directory: Path, client: CoordinatorClient, patience: float
     return waiting
 
 
-def _read(path: Path) -> tuple[list[Record], int]:
-    """The records and the ack count in a spool file; a torn last line is ignored."""
+def _read(path: Path) -> tuple[list[Record], int, str]:
+    """The records, the ack count and the job token of a spool file (torn last line ignored)."""
     records: list[Record] = []
     acked = 0
+    token = ""
     with path.open("rb") as fh:
         for raw in fh:
             try:
@@ -434,9 +444,11 @@ def _read(path: Path) -> tuple[list[Record], int]:
                     records.append(FinishRecord(FinishReport.model_validate(line["finish"])))
                 elif "ack" in line:
                     acked = max(acked, int(line["ack"]))
+                elif "token" in line:
+                    token = str(line["token"])
             except (ValueError, KeyError, TypeError):
                 log.warning("skipping an unreadable line of %s", path)
-    return records, min(acked, len(records))
+    return records, min(acked, len(records)), token
 
 
 def _same_file(fd: int, path: Path) -> bool:

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.farmtest import BUSYBOX, farm_cli, free_port, make_repo, wait_for
+from tests.farmtest import BUSYBOX, admin_headers, farm_cli, free_port, make_repo, wait_for
 
 _farm = farm_cli
 
@@ -104,7 +104,9 @@ def test_logs_follow_streams_until_the_job_ends(up: dict[str, str], tmp_path: Pa
     assert submitted.returncode == 0, submitted.stderr
     build_id = submitted.stdout.strip()
     api = f"http://127.0.0.1:{up['FARM_API_PORT']}"
-    job_id = httpx.get(f"{api}/api/v1/builds/{build_id}").json()["jobs"][0]["id"]
+    job_id = httpx.get(
+        f"{api}/api/v1/builds/{build_id}", headers=admin_headers(up["FARM_DATA_DIR"])
+    ).json()["jobs"][0]["id"]
     followed = _farm(up, "logs", "-f", str(job_id), timeout=120)
     assert followed.returncode == 0, followed.stderr
     assert "\none\n" in followed.stdout and "\ntwo\n" in followed.stdout

@@ -24,7 +24,7 @@ import pytest
 
 from farm.cli.supervise import ChildSpec, CrashLoop, Policy, Supervisor
 from farm.errors import ConfigError
-from tests.farmtest import BUSYBOX, farm_cli, free_port, make_repo, wait_for
+from tests.farmtest import BUSYBOX, admin_headers, farm_cli, free_port, make_repo, wait_for
 
 _farm = farm_cli
 
@@ -166,7 +166,8 @@ def test_a_killed_api_comes_back(up: dict[str, str]) -> None:
     assert after["api"]["restarts"] == 1 and after["api"]["last_exit"] == "killed by SIGKILL"
     for name in ("redis", "worker-1", "worker-2", "flower"):
         assert after[name]["pid"] == before[name]["pid"], name
-    assert httpx.get(_api(up) + "/api/v1/builds", timeout=10).status_code == 200
+    headers = admin_headers(up["FARM_DATA_DIR"])
+    assert httpx.get(_api(up) + "/api/v1/builds", timeout=10, headers=headers).status_code == 200
 
 
 def test_a_crash_loop_stops_everything_and_names_the_child(tmp_path: Path) -> None:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request
 
+from farm.api.auth import requires
 from farm.api.deps import BlobsDep, SettingsDep
 from farm.api.routers.registry import registry_db
+from farm.domain.auth import Scope
 from farm.registry.gc import collect_garbage
 
-router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
+router = APIRouter(prefix="/api/v1/admin", tags=["admin"], dependencies=[requires(Scope.ADMIN)])
 
 
 @router.post("/gc")

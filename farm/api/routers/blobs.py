@@ -25,7 +25,9 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
 
+from farm.api.auth import requires
 from farm.api.errors import errors
+from farm.domain.auth import Scope
 from farm.errors import FarmError
 from farm.registry.store import BlobStore
 from farm.registry.store.digests import digest_hex, upload_error
@@ -287,6 +289,7 @@ async def _append(request: Request, store: BlobStore, upload_id: str) -> int:
 
 @router.post(
     "/uploads",
+    dependencies=[requires(Scope.WORKER)],
     status_code=202,
     response_class=Response,
     responses={202: {"description": "Session opened", "headers": _SESSION_HEADERS}},
@@ -299,6 +302,7 @@ def start_upload(request: Request) -> Response:
 
 @router.patch(
     "/uploads/{upload_id}",
+    dependencies=[requires(Scope.WORKER)],
     status_code=202,
     response_class=Response,
     responses={
@@ -317,6 +321,7 @@ async def patch_upload(upload_id: str, request: Request) -> Response:
 
 @router.get(
     "/uploads/{upload_id}",
+    dependencies=[requires(Scope.WORKER)],
     status_code=204,
     response_class=Response,
     responses={
@@ -335,6 +340,7 @@ def upload_status(upload_id: str, request: Request) -> Response:
 
 @router.put(
     "/uploads/{upload_id}",
+    dependencies=[requires(Scope.WORKER)],
     status_code=201,
     response_class=JSONResponse,
     responses={201: {"description": "Stored", **_STORED}, **_UPLOAD_ERRORS},
@@ -363,6 +369,7 @@ async def finish_upload(
 
 @router.delete(
     "/uploads/{upload_id}",
+    dependencies=[requires(Scope.WORKER)],
     status_code=204,
     response_class=Response,
     responses={
@@ -379,13 +386,23 @@ def abort_upload(upload_id: str, request: Request) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/{digest}", response_class=Response, responses=BLOB_READ_RESPONSES)
+@router.get(
+    "/{digest}",
+    dependencies=[requires(Scope.READ, Scope.WORKER)],
+    response_class=Response,
+    responses=BLOB_READ_RESPONSES,
+)
 def get_blob(digest: str, request: Request) -> Response:
     """Download a blob; ``Range: bytes=a-b`` gives 206."""
     return blob_response(_store(request), digest, request)
 
 
-@router.head("/{digest}", response_class=Response, responses=BLOB_READ_RESPONSES)
+@router.head(
+    "/{digest}",
+    dependencies=[requires(Scope.READ, Scope.WORKER)],
+    response_class=Response,
+    responses=BLOB_READ_RESPONSES,
+)
 def head_blob(digest: str, request: Request) -> Response:
     """A blob's headers (size, digest) without its bytes; 404 if absent."""
     return blob_response(_store(request), digest, request)
@@ -393,6 +410,7 @@ def head_blob(digest: str, request: Request) -> Response:
 
 @router.put(
     "/{digest}",
+    dependencies=[requires(Scope.WORKER)],
     status_code=201,
     response_class=JSONResponse,
     responses={

@@ -6,11 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from farm.api.deps import BlobsDep, CoordinatorDep, StoreDep
+from farm.api.auth import PrincipalDep, check_repo_access, requires
+from farm.api.deps import BlobsDep, CoordinatorDep, SettingsDep, StoreDep
 from farm.api.errors import errors
 from farm.api.limits import MAX_ID, BuildIdPath, Line
 from farm.api.schemas import BuildOut, BuildRequest, build_document
 from farm.coordinator.submit import Submission, submit
+from farm.domain.auth import Scope
 from farm.errors import NotFound
 
 router = APIRouter(prefix="/api/v1/builds", tags=["builds"])
@@ -18,16 +20,27 @@ router = APIRouter(prefix="/api/v1/builds", tags=["builds"])
 
 @router.post(
     "",
+    dependencies=[requires(Scope.SUBMIT)],
     status_code=201,
     response_model=BuildOut,
     responses=errors(
+        403,
         422,
+        s403="The token lacks submit, or the repo is a path on the farm's disk and the "
+        "token is not admin (FARM_LOCAL_REPO_SCOPE)",
         s422="Invalid request; or the repository, ref or commit cannot be read; or the "
         "pipeline cannot run (``problems`` lists every file:line:col)",
     ),
 )
-def create_build(body: BuildRequest, coord: CoordinatorDep, response: Response) -> BuildOut:
+def create_build(
+    body: BuildRequest,
+    coord: CoordinatorDep,
+    response: Response,
+    principal: PrincipalDep,
+    settings: SettingsDep,
+) -> BuildOut:
     """Build a commit: resolve it, read its pipeline, queue its first jobs."""
+    check_repo_access(principal, body.repo, settings)
     build = submit(
         coord,
         Submission(
@@ -42,7 +55,7 @@ def create_build(body: BuildRequest, coord: CoordinatorDep, response: Response) 
     return BuildOut.of(build)
 
 
-@router.get("", response_model=list[BuildOut])
+@router.get("", dependencies=[requires(Scope.READ)], response_model=list[BuildOut])
 def list_builds(
     store: StoreDep,
     limit: Annotated[int, Query(ge=1, le=MAX_ID, description="at most 500 are listed")] = 50,
@@ -53,13 +66,23 @@ def list_builds(
     return [BuildOut.of(b) for b in store.list_builds(min(limit, 500), project, ref)]
 
 
-@router.get("/{build_id}", response_model=BuildOut, responses=errors(404))
+@router.get(
+    "/{build_id}",
+    dependencies=[requires(Scope.READ)],
+    response_model=BuildOut,
+    responses=errors(404),
+)
 def get_build(build_id: BuildIdPath, store: StoreDep) -> Response:
     """The build document with every job and its artifacts."""
     return _document(store, build_id)
 
 
-@router.post("/{build_id}/cancel", response_model=BuildOut, responses=errors(404, 409))
+@router.post(
+    "/{build_id}/cancel",
+    dependencies=[requires(Scope.SUBMIT)],
+    response_model=BuildOut,
+    responses=errors(404, 409),
+)
 def cancel_build(build_id: BuildIdPath, coord: CoordinatorDep, store: StoreDep) -> Response:
     """Cancel: waiting jobs never start, running containers are stopped."""
     coord.cancel(build_id)
@@ -73,6 +96,7 @@ def _document(store: StoreDep, build_id: int) -> Response:
 
 @router.get(
     "/{build_id}/deliverable",
+    dependencies=[requires(Scope.READ)],
     response_class=Response,
     responses={
         200: {

@@ -12,13 +12,17 @@ from datetime import datetime
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
+from farm.api.auth import requires
 from farm.api.deps import BlobsDep, StoreDep
 from farm.api.errors import errors
 from farm.api.limits import Line
 from farm.db.caches import CacheEntry
+from farm.domain.auth import Scope
 from farm.errors import NotFound, UploadError
 
-router = APIRouter(prefix="/api/v1/worker/caches", tags=["worker"])
+router = APIRouter(
+    prefix="/api/v1/worker/caches", tags=["worker"], dependencies=[requires(Scope.WORKER)]
+)
 
 DIGEST = r"^sha256:[0-9a-f]{64}$"
 

@@ -11,7 +11,8 @@ the ``FARM_HOOK_ALLOWED_URL_SCHEMES`` are taken) at the pushed commit, submitted
 ``POST /api/v1/builds`` with ``CI_PIPELINE_SOURCE`` ``push`` or ``merge_request_event``.
 Every delivery id is claimed in the ``hook_deliveries`` ledger (:mod:`farm.db.hooks`)
 before its build is submitted, so a replay answers 200 with the first build and
-creates nothing twice.
+creates nothing twice. A build made here remembers its origin (the host, its API URL and
+the repository or project), so its commit status goes back there (farm/api/commit_status.py).
 
 Answers: 201 a build was made; 200 ``ping``, or a replay (with its build); 202 accepted
 but nothing to build (another event, a branch deletion, a closed pull request,
@@ -40,8 +41,9 @@ from farm.api.schemas import BuildOut
 from farm.coordinator.service import Coordinator
 from farm.coordinator.submit import Submission, submit
 from farm.db.hooks import HookDeliveries
-from farm.domain.records import BuildRecord
+from farm.domain.records import BuildOrigin, BuildRecord, PipelineSource
 from farm.errors import InvalidRequest, NotFound, PipelineFilteredOut
+from farm.githost.status import GITHUB, GITLAB, gitlab_base_url
 
 __all__ = ["HookOut", "install", "router"]
 
@@ -159,6 +161,7 @@ class Target:
     ref: str
     commit: str
     source: str  # CI_PIPELINE_SOURCE
+    origin: BuildOrigin | None = None  # where its commit status goes (None: nowhere)
 
 
 def check_clone_url(url: str, allowed: list[str]) -> str:
@@ -263,7 +266,11 @@ def _build_once(
         build = submit(
             coord,
             Submission(
-                repo=target.repo, ref=target.ref, commit=target.commit, source=target.source
+                repo=target.repo,
+                ref=target.ref,
+                commit=target.commit,
+                source=target.source,
+                origin=target.origin,
             ),
         )
     except PipelineFilteredOut as exc:
@@ -282,6 +289,7 @@ def _build_once(
 
 class _GhRepo(_Lax):
     clone_url: str
+    full_name: str | None = Field(default=None, max_length=255)
 
 
 class _GhPush(_Lax):
@@ -305,13 +313,21 @@ class _GhPull(_Lax):
 class _GhPullEvent(_Lax):
     action: str
     pull_request: _GhPull
+    repository: _GhRepo | None = None  # the base repository: where statuses show
+
+
+def _gh_origin(repo: _GhRepo | None, api_url: str) -> BuildOrigin | None:
+    """Where a GitHub build's commit status goes: the hook's repository."""
+    if repo is None or not repo.full_name:
+        return None
+    return BuildOrigin(GITHUB, api_url, repo.full_name)
 
 
 _GH_PR_ACTIONS = {"opened", "synchronize", "reopened"}
 
 
-def _github_target(event: str, payload: dict[str, Any]) -> Target | str:
-    """What a GitHub delivery builds, or why it builds nothing."""
+def _github_target(event: str, payload: dict[str, Any], api_url: str) -> Target | str:
+    """What a GitHub delivery builds, or why it builds nothing (statuses: ``api_url``)."""
     if event == "push":
         push = _parse(_GhPush, payload, event)
         if push.deleted or ZERO_SHA.fullmatch(push.after):
@@ -319,7 +335,9 @@ def _github_target(event: str, payload: dict[str, Any]) -> Target | str:
         ref = _branch_or_tag(push.ref)
         if ref is None:
             return f"{push.ref} is neither a branch nor a tag"
-        return Target(push.repository.clone_url, ref, _check_sha(push.after), "push")
+        origin = _gh_origin(push.repository, api_url)
+        sha = _check_sha(push.after)
+        return Target(push.repository.clone_url, ref, sha, PipelineSource.PUSH, origin)
     if event == "pull_request":
         pr = _parse(_GhPullEvent, payload, event)
         if pr.action not in _GH_PR_ACTIONS:
@@ -328,7 +346,9 @@ def _github_target(event: str, payload: dict[str, Any]) -> Target | str:
         if head.repo is None:
             raise InvalidRequest("pull_request payload: the head repository no longer exists")
         ref = _check_ref(head.ref)
-        return Target(head.repo.clone_url, ref, _check_sha(head.sha), "merge_request_event")
+        origin = _gh_origin(pr.repository, api_url)
+        sha = _check_sha(head.sha)
+        return Target(head.repo.clone_url, ref, sha, PipelineSource.MERGE_REQUEST_EVENT, origin)
     return f"event {event[:50]!r} is not built (push and pull_request are)"
 
 
@@ -360,7 +380,7 @@ def github(
         return _answer(200, name, "pong", "webhook configured", delivery)
     if not delivery:
         raise InvalidRequest("X-GitHub-Delivery is missing: deliveries are de-duplicated by it")
-    found = _github_target(name, _json(body))
+    found = _github_target(name, _json(body), settings.github_api_url)
     if isinstance(found, str):
         return _answer(202, name, "ignored", found, delivery)
     allowed = settings.hook_allowed_url_schemes
@@ -372,6 +392,19 @@ def github(
 
 class _GlProject(_Lax):
     git_http_url: str
+    id: int | None = None
+    path_with_namespace: str | None = Field(default=None, max_length=255)
+    web_url: str | None = Field(default=None, max_length=_MAX_URL)
+
+
+def _gl_origin(project: _GlProject, gitlab_url: str | None) -> BuildOrigin | None:
+    """Where a GitLab build's commit status goes: the hook's project, on ``gitlab_url``
+    (FARM_GITLAB_URL) or else the GitLab its ``web_url`` names."""
+    base = gitlab_url or gitlab_base_url(project.web_url, project.path_with_namespace)
+    name = str(project.id) if project.id is not None else project.path_with_namespace
+    if not base or not name:
+        return None
+    return BuildOrigin(GITLAB, base.rstrip("/"), name)
 
 
 class _GlPush(_Lax):
@@ -398,7 +431,7 @@ class _GlMerge(_Lax):
     project: _GlProject
 
 
-def _gitlab_target(event: str, payload: dict[str, Any]) -> Target | str:
+def _gitlab_target(event: str, payload: dict[str, Any], gitlab_url: str | None) -> Target | str:
     """What a GitLab delivery builds, or why it builds nothing."""
     if event in ("Push Hook", "Tag Push Hook"):
         push = _parse(_GlPush, payload, event)
@@ -407,7 +440,9 @@ def _gitlab_target(event: str, payload: dict[str, Any]) -> Target | str:
         ref = _branch_or_tag(push.ref)
         if ref is None:
             return f"{push.ref} is neither a branch nor a tag"
-        return Target(push.project.git_http_url, ref, _check_sha(push.checkout_sha), "push")
+        origin = _gl_origin(push.project, gitlab_url)
+        sha = _check_sha(push.checkout_sha)
+        return Target(push.project.git_http_url, ref, sha, PipelineSource.PUSH, origin)
     if event == "Merge Request Hook":
         merge = _parse(_GlMerge, payload, event)
         mr = merge.object_attributes
@@ -416,7 +451,9 @@ def _gitlab_target(event: str, payload: dict[str, Any]) -> Target | str:
             return f"merge request action {str(mr.action)[:50]!r} builds nothing"
         url = (mr.source or merge.project).git_http_url
         ref = _check_ref(mr.source_branch)
-        return Target(url, ref, _check_sha(mr.last_commit.id), "merge_request_event")
+        origin = _gl_origin(merge.project, gitlab_url)  # the target project shows it
+        sha = _check_sha(mr.last_commit.id)
+        return Target(url, ref, sha, PipelineSource.MERGE_REQUEST_EVENT, origin)
     return f"event {event[:50]!r} is not built (Push, Tag Push and Merge Request Hooks are)"
 
 
@@ -442,7 +479,7 @@ def gitlab(
     if not hmac.compare_digest(key, (token or "").encode("utf-8", "replace")):
         raise HTTPException(401, "missing or wrong X-Gitlab-Token: nothing was created")
     name = event or ""
-    found = _gitlab_target(name, _json(body))
+    found = _gitlab_target(name, _json(body), settings.gitlab_url)
     if isinstance(found, str):
         return _answer(202, name, "ignored", found, uuid)
     # Without the event UUID (older GitLab), the commit and ref identify the delivery.

@@ -6,18 +6,25 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
+from farm.api.auth import requires
 from farm.api.deps import BlobsDep, CoordinatorDep, StoreDep
 from farm.api.errors import errors
 from farm.api.limits import MAX_ID, JobIdPath
 from farm.api.routers.blobs import BLOB_READ_RESPONSES, blob_response
 from farm.api.schemas import ArtifactOut, JobOut
+from farm.domain.auth import Scope
 from farm.errors import NotFound
 from farm.registry.store.digests import DIGEST_RE
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
 
 
-@router.get("/jobs/{job_id}", response_model=JobOut, responses=errors(404))
+@router.get(
+    "/jobs/{job_id}",
+    dependencies=[requires(Scope.READ)],
+    response_model=JobOut,
+    responses=errors(404),
+)
 def get_job(job_id: JobIdPath, store: StoreDep) -> JobOut:
     """One job."""
     return JobOut.of(store.get_job(job_id))
@@ -35,6 +42,7 @@ _LOG_HEADERS = {
 
 @router.get(
     "/jobs/{job_id}/log",
+    dependencies=[requires(Scope.READ)],
     response_class=Response,
     responses={
         200: {
@@ -68,13 +76,23 @@ def get_log(
     )
 
 
-@router.post("/jobs/{job_id}/play", response_model=JobOut, responses=errors(404, 409))
+@router.post(
+    "/jobs/{job_id}/play",
+    dependencies=[requires(Scope.SUBMIT)],
+    response_model=JobOut,
+    responses=errors(404, 409),
+)
 def play_job(job_id: JobIdPath, coord: CoordinatorDep) -> JobOut:
     """Start a manual job."""
     return JobOut.of(coord.play(job_id))
 
 
-@router.get("/jobs/{job_id}/artifacts", response_model=list[ArtifactOut], responses=errors(404))
+@router.get(
+    "/jobs/{job_id}/artifacts",
+    dependencies=[requires(Scope.READ)],
+    response_model=list[ArtifactOut],
+    responses=errors(404),
+)
 def job_artifacts(job_id: JobIdPath, store: StoreDep) -> list[ArtifactOut]:
     """Artifacts a job produced."""
     return [ArtifactOut.of(a) for a in store.get_job(job_id).artifacts]
@@ -87,13 +105,23 @@ def _artifact(digest: str, request: Request, store: StoreDep, blobs: BlobsDep) -
 
 
 # GET and HEAD are two operations (each its own operationId), as on /api/v1/blobs.
-@router.get("/artifacts/{digest}", response_class=Response, responses=BLOB_READ_RESPONSES)
+@router.get(
+    "/artifacts/{digest}",
+    dependencies=[requires(Scope.READ)],
+    response_class=Response,
+    responses=BLOB_READ_RESPONSES,
+)
 def get_artifact(digest: str, request: Request, store: StoreDep, blobs: BlobsDep) -> Response:
     """Download an artifact by digest (verified; ``Range: bytes=a-b`` gives 206)."""
     return _artifact(digest, request, store, blobs)
 
 
-@router.head("/artifacts/{digest}", response_class=Response, responses=BLOB_READ_RESPONSES)
+@router.head(
+    "/artifacts/{digest}",
+    dependencies=[requires(Scope.READ)],
+    response_class=Response,
+    responses=BLOB_READ_RESPONSES,
+)
 def head_artifact(digest: str, request: Request, store: StoreDep, blobs: BlobsDep) -> Response:
     """An artifact's headers (size, digest) without its bytes; 404 if there is none."""
     return _artifact(digest, request, store, blobs)

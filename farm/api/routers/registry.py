@@ -15,10 +15,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 
+from farm.api.auth import requires
 from farm.api.deps import BlobsDep, StoreDep
 from farm.api.errors import errors
 from farm.api.limits import MAX_ID, BuildIdPath, Line, NoControl
 from farm.db.releases import RegistryDb
+from farm.domain.auth import Scope
 from farm.domain.records import ArtifactListing
 from farm.errors import NotFound
 from farm.registry.factory import PROVENANCE_KIND
@@ -73,7 +75,7 @@ class ArtifactItem(BaseModel):
         )
 
 
-@router.get("/artifacts", response_model=list[ArtifactItem])
+@router.get("/artifacts", dependencies=[requires(Scope.READ)], response_model=list[ArtifactItem])
 def list_artifacts(
     request: Request,
     project: Line | None = None,
@@ -118,6 +120,7 @@ def provenance_key(request: Request) -> Response:
 
 @router.get(
     "/builds/{build_id}/provenance",
+    dependencies=[requires(Scope.READ)],
     response_class=Response,
     responses={
         200: {
@@ -156,7 +159,11 @@ class Endpoints(BaseModel):
     blob_data: str | None
 
 
-@router.get("/registry/endpoints", response_model=Endpoints)
+@router.get(
+    "/registry/endpoints",
+    dependencies=[requires(Scope.READ, Scope.WORKER)],
+    response_model=Endpoints,
+)
 def endpoints(request: Request) -> Endpoints:
     """The blob data plane's URL (whole-blob GET/PUT at kernel speed), or null."""
     settings = request.app.state.settings

@@ -13,9 +13,11 @@ from datetime import datetime
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
+from farm.api.auth import requires
 from farm.api.errors import errors
 from farm.api.limits import MAX_ID, Line, Version
 from farm.api.routers.registry import registry_db
+from farm.domain.auth import Scope
 from farm.domain.records import ReleaseRecord
 
 router = APIRouter(prefix="/api/v1/releases", tags=["releases"])
@@ -64,6 +66,7 @@ def _location(r: ReleaseRecord) -> str:
 
 @router.post(
     "",
+    dependencies=[requires(Scope.DEPLOY)],
     status_code=201,
     response_model=ReleaseOut,
     responses={
@@ -86,7 +89,7 @@ def create_release(body: ReleaseRequest, request: Request, response: Response) -
     return ReleaseOut.of(release)
 
 
-@router.get("", response_model=list[ReleaseOut])
+@router.get("", dependencies=[requires(Scope.READ)], response_model=list[ReleaseOut])
 def list_releases(
     request: Request, project: Line | None = None, limit: int = Query(100, ge=1, le=1000)
 ) -> list[ReleaseOut]:
@@ -94,7 +97,12 @@ def list_releases(
     return [ReleaseOut.of(r) for r in registry_db(request).list_releases(project, limit)]
 
 
-@router.get("/{project}/{version}", response_model=ReleaseOut, responses=errors(404))
+@router.get(
+    "/{project}/{version}",
+    dependencies=[requires(Scope.READ)],
+    response_model=ReleaseOut,
+    responses=errors(404),
+)
 def get_release(project: Line, version: Version, request: Request) -> ReleaseOut:
     """One release."""
     return ReleaseOut.of(registry_db(request).get_release(project, version))
@@ -102,6 +110,7 @@ def get_release(project: Line, version: Version, request: Request) -> ReleaseOut
 
 @router.delete(
     "/{project}/{version}",
+    dependencies=[requires(Scope.DEPLOY)],
     status_code=204,
     response_class=Response,
     responses=errors(404, 409, s409="The release is still referenced (a rollout, the latest)"),

@@ -16,11 +16,13 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
+from farm.api.auth import requires
 from farm.api.deps import SettingsDep
 from farm.api.errors import errors
 from farm.api.limits import Line, NoControl, RolloutIdPath, Version
 from farm.deploy.engine import RolloutEngine
 from farm.deploy.routing import Routing, client_address
+from farm.domain.auth import Scope
 from farm.errors import NotFound
 from farm.rollout import state as rules
 from farm.rollout.model import HttpCheck, Plan
@@ -156,6 +158,7 @@ def rollout_out(engine: RolloutEngine, rec: RolloutRecord, history: bool = True)
 
 @router.post(
     "/rollouts",
+    dependencies=[requires(Scope.DEPLOY)],
     status_code=201,
     response_model=RolloutOut,
     responses=errors(
@@ -174,7 +177,7 @@ def start(body: StartRequest, engine: EngineDep, response: Response) -> RolloutO
     return rollout_out(engine, rec)
 
 
-@router.get("/rollouts", response_model=list[RolloutOut])
+@router.get("/rollouts", dependencies=[requires(Scope.READ)], response_model=list[RolloutOut])
 def list_rollouts(
     engine: EngineDep,
     project: Line | None = None,
@@ -186,13 +189,23 @@ def list_rollouts(
     ]
 
 
-@router.get("/rollouts/{rollout_id}", response_model=RolloutOut, responses=errors(404))
+@router.get(
+    "/rollouts/{rollout_id}",
+    dependencies=[requires(Scope.READ)],
+    response_model=RolloutOut,
+    responses=errors(404),
+)
 def get_rollout(rollout_id: RolloutIdPath, engine: EngineDep) -> RolloutOut:
     """One rollout with its history."""
     return rollout_out(engine, engine.rollouts.get(rollout_id))
 
 
-@router.get("/rollouts/{rollout_id}/history", response_model=list[EventOut], responses=errors(404))
+@router.get(
+    "/rollouts/{rollout_id}/history",
+    dependencies=[requires(Scope.READ)],
+    response_model=list[EventOut],
+    responses=errors(404),
+)
 def history(rollout_id: RolloutIdPath, engine: EngineDep) -> list[EventOut]:
     """The append-only history: who, when, from, to, why (with the check figures)."""
     engine.rollouts.get(rollout_id)
@@ -204,6 +217,7 @@ _TEXT = {"text/plain": {"schema": {"type": "string"}}}
 
 @router.get(
     "/rollouts/{rollout_id}/scopes/{scope}",
+    dependencies=[requires(Scope.READ)],
     response_class=PlainTextResponse,
     responses={200: {"description": "One CIDR a line", "content": _TEXT}, **errors(404)},
 )
@@ -231,6 +245,7 @@ for _name in ("promote", "pause", "resume", "step_back", "abort"):
         f"/rollouts/{{rollout_id}}/{_name.replace('_', '-')}",
         _action(_name),
         methods=["POST"],
+        dependencies=[requires(Scope.DEPLOY)],
         response_model=RolloutOut,
         name=_name,
         responses=errors(404, 409, s409="Refused in this state, or raced by another command"),
@@ -247,6 +262,7 @@ RoutingDep = Annotated[Routing, Depends(_routing)]
 
 @router.get(
     "/deliver/{project:path}/nginx-geo",
+    dependencies=[requires(Scope.READ)],
     response_class=PlainTextResponse,
     responses={200: {"description": "An nginx geo block", "content": _TEXT}, **errors(404)},
 )

@@ -2,6 +2,11 @@
 
 The bodies are the worker protocol's messages (:mod:`farm.domain.messages`); a request
 in a protocol this API does not speak is refused with 426 before anything changes.
+
+Only a token with the ``worker`` scope gets here, and an attempt belongs to the worker
+that claimed it: the claim answers a fresh job token (only its hash is kept), and a log
+or finish for the job's current attempt must carry it and come with the same worker
+token, else 403. A forged "exit 0" for a job that never ran is refused.
 """
 
 from __future__ import annotations
@@ -10,11 +15,14 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from farm.api.auth import PrincipalDep, requires
 from farm.api.deps import CoordinatorDep, SettingsDep, StoreDep
 from farm.api.errors import errors
 from farm.api.limits import JobIdPath
 from farm.coordinator.assignment import assignment
 from farm.coordinator.service import JobResult
+from farm.db.repository import Store
+from farm.domain.auth import Principal, Scope, hash_token, new_token, same_hash
 from farm.domain.messages import (
     Assignment,
     ClaimRequest,
@@ -26,9 +34,9 @@ from farm.domain.messages import (
     LogRequest,
     check_protocol,
 )
-from farm.errors import Conflict
+from farm.errors import Conflict, Forbidden
 
-router = APIRouter(prefix="/api/v1/worker", tags=["worker"])
+router = APIRouter(prefix="/api/v1/worker", tags=["worker"], dependencies=[requires(Scope.WORKER)])
 
 _MISMATCH: dict[int | str, dict[str, Any]] = errors(426)
 
@@ -50,20 +58,56 @@ def claim(
     coord: CoordinatorDep,
     store: StoreDep,
     settings: SettingsDep,
+    principal: PrincipalDep,
 ) -> Assignment:
     """Take an attempt: 409 if it is stale, already running or finished (duplicate message)."""
     check_protocol(body.protocol)
-    job = coord.claim(job_id, body.attempt, body.worker)
+    job_token = new_token()
+    job = coord.claim(
+        job_id, body.attempt, body.worker, holder=(principal.token_id, hash_token(job_token))
+    )
     if job is None:
         store.get_job(job_id)  # NotFound (404) when there is no such job at all
         raise Conflict(f"job {job_id} attempt {body.attempt} is not waiting for a worker")
-    return assignment(store.get_build(job.build_id), job, settings)
+    given = assignment(
+        b := store.get_build(job.build_id), job, settings, store.project_secrets(b.project)
+    )
+    return given.model_copy(update={"job_token": job_token})
 
 
-@router.post("/jobs/{job_id}/log", response_model=LogReply, responses=_MISMATCH)
-def append_log(job_id: JobIdPath, body: LogRequest, coord: CoordinatorDep) -> LogReply:
+def _check_holder(
+    store: Store, job_id: int, attempt: int, job_token: str, principal: Principal
+) -> None:
+    """Forbidden unless the caller holds the job's current attempt (see the module doc).
+
+    A report on another attempt is let through: the coordinator answers it as stale and
+    it changes nothing.
+    """
+    holder = store.attempt_holder(job_id)
+    if holder is None or holder[0] != attempt:
+        return
+    _, token_id, token_hash = holder
+    if token_hash is None or not same_hash(hash_token(job_token), token_hash):
+        raise Forbidden(f"job {job_id} attempt {attempt} was not claimed with this job token")
+    if principal.token_id is not None and token_id != principal.token_id:
+        raise Forbidden(f"job {job_id} attempt {attempt} belongs to another worker")
+
+
+@router.post(
+    "/jobs/{job_id}/log",
+    response_model=LogReply,
+    responses=errors(403, 426, s403="Not the holder of this attempt"),
+)
+def append_log(
+    job_id: JobIdPath,
+    body: LogRequest,
+    coord: CoordinatorDep,
+    store: StoreDep,
+    principal: PrincipalDep,
+) -> LogReply:
     """Append output; the answer says whether the attempt may go on (cancel, reassignment)."""
     check_protocol(body.protocol)
+    _check_holder(store, job_id, body.attempt, body.job_token, principal)
     alive = coord.heartbeat(job_id, body.attempt)
     accepted = coord.append_log(job_id, body.attempt, body.data, body.offset) if body.data else True
     return LogReply(continue_=alive, accepted=accepted)
@@ -72,11 +116,18 @@ def append_log(job_id: JobIdPath, body: LogRequest, coord: CoordinatorDep) -> Lo
 @router.post(
     "/jobs/{job_id}/finish",
     response_model=FinishReply,
-    responses=errors(404, 426, s404="No such job"),
+    responses=errors(403, 404, 426, s403="Not the holder of this attempt", s404="No such job"),
 )
-def finish(job_id: JobIdPath, body: FinishReport, coord: CoordinatorDep) -> FinishReply:
+def finish(
+    job_id: JobIdPath,
+    body: FinishReport,
+    coord: CoordinatorDep,
+    store: StoreDep,
+    principal: PrincipalDep,
+) -> FinishReply:
     """Report the end of an attempt; stale reports are ignored."""
     check_protocol(body.protocol)
+    _check_holder(store, job_id, body.attempt, body.job_token, principal)
     job = coord.finish(
         job_id,
         body.attempt,

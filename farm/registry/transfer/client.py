@@ -73,7 +73,7 @@ class Download:
 class DirectBlobClient:
     """Whole-blob transfers with the data plane at ``base_url`` (``http://host:port``)."""
 
-    def __init__(self, base_url: str, timeout: float) -> None:
+    def __init__(self, base_url: str, timeout: float, token: str | None = None) -> None:
         url = httpx.URL(base_url)
         if url.scheme != "http" or not url.host:
             raise ValueError(f"unusable blob data URL {base_url!r}")
@@ -81,6 +81,7 @@ class DirectBlobClient:
         self._address = (url.host, url.port or 80)
         self._host_header = url.netloc.decode("ascii")
         self._timeout = timeout
+        self._auth = {"Authorization": f"Bearer {token}"} if token else {}
 
     def _connect(self) -> socket.socket:
         try:
@@ -104,7 +105,7 @@ class DirectBlobClient:
         return h11.Request(
             method=method,
             target=f"{PREFIX}/{digest}",
-            headers=headers({"Host": self._host_header, **fields}),
+            headers=headers({"Host": self._host_header, **self._auth, **fields}),
         )
 
     def put_file(self, path: Path, info: BlobInfo) -> None:

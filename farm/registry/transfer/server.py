@@ -26,6 +26,7 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 import h11
 
@@ -65,6 +66,11 @@ class Counters:
             self.values[name] += n
 
 
+# Checks a request's method and ``Authorization`` header; raises a FarmError (401/403)
+# to refuse it.  The API passes its token check; None serves anyone (tests, auth off).
+Authorize = Callable[[str, str | None], None]
+
+
 class BlobDataServer:
     """A threaded listener serving a :class:`FilesystemBlobStore`'s data plane."""
 
@@ -77,8 +83,10 @@ class BlobDataServer:
         max_blob_bytes: int,
         timeout: float = 60.0,
         max_connections: int = 64,
+        authorize: Authorize | None = None,
     ) -> None:
         self.store = store
+        self.authorize = authorize
         self.max_blob_bytes = max_blob_bytes
         self.timeout = timeout
         self._slots = threading.BoundedSemaphore(max_connections)
@@ -174,6 +182,8 @@ class BlobDataServer:
             raise _status(RegistryError(f"no blob data route for {path.decode('latin-1')}"), 404)
         digest = match[1].decode()
         method = bytes(head.event.method)
+        if self.authorize is not None:  # before any byte of a blob moves
+            self.authorize(method.decode("latin-1"), head.header("authorization"))
         if method == b"GET":
             self._get(conn, sock, head, digest)
         elif method == b"PUT":

@@ -23,6 +23,9 @@ use:
 
 def test_worker_with_its_own_data_dir_runs_jobs_over_http(farm: Farm, tmp_path: Path) -> None:
     elsewhere = tmp_path / "other-host"
+    # Another host has no token file of ours: it gets its own worker token, made with the
+    # operator's break-glass command on the coordinator's host.
+    made = farm.cli("token", "create", "--scope", "worker", "--name", "other-host", check=True)
     remote = farm.start(
         "remote",
         "worker",
@@ -32,6 +35,7 @@ def test_worker_with_its_own_data_dir_runs_jobs_over_http(farm: Farm, tmp_path: 
         "remote@other-host",
         extra_env={
             "FARM_WORKER_NAME": "remote@other-host",
+            "FARM_TOKEN": made.stdout.strip(),
             "FARM_DATA_DIR": str(elsewhere),
             "FARM_DATABASE_URL": "sqlite:////nonexistent/never-used.db",
         },

@@ -18,21 +18,27 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
 
+from farm.api.auth import Authenticator
 from farm.api.routers import blobs
+from farm.db.tokens import TokenDb
 from farm.registry.store.filesystem import FilesystemBlobStore
+from farm.settings import Settings
 
 
 def make_blob_app(store: Any, max_blob_bytes: int | None = None) -> FastAPI:
     """The smallest app that mounts the blob router the way the real API does."""
     app = FastAPI()
     app.state.blobstore = store
+    # Auth off: these tests are about the blob protocol (tests/unit/api/test_auth.py and
+    # tests/integration/api/test_trust.py cover the tokens).
+    app.state.auth = Authenticator(cast(TokenDb, None), Settings(auth=False))
     if max_blob_bytes is not None:
         app.state.settings = SimpleNamespace(max_blob_bytes=max_blob_bytes)
     app.include_router(blobs.router)

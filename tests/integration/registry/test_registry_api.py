@@ -122,7 +122,7 @@ class Env:
 
 @pytest.fixture
 def env(tmp_path: Path, serve_app: ServeFactory) -> Any:
-    settings = Settings(data_dir=tmp_path / "farm", broker_url="redis://127.0.0.1:1/0")
+    settings = Settings(data_dir=tmp_path / "farm", broker_url="redis://127.0.0.1:1/0", auth=False)
     app = create_app(settings)
     url = serve_app(app)
     with httpx.Client(base_url=url, timeout=60) as http:

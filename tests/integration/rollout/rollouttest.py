@@ -62,7 +62,7 @@ def http_check(health: Health, samples: int = 3) -> str:
 
 def api(farm: Farm) -> httpx.Client:
     """A keep-alive client of the farm's API (use as a context manager)."""
-    return httpx.Client(base_url=farm.url, timeout=30)
+    return farm.http
 
 
 def green_build(farm: Farm, repo: Path, ref: str = "main", timeout: float = 120) -> dict[str, Any]:

@@ -163,12 +163,12 @@ def _normalize(http: httpx.Client, rid: int, state: str) -> dict[str, Any]:
     return doc
 
 
-def _race(url: str, rid: int) -> dict[str, httpx.Response]:
+def _race(farm: Farm, rid: int) -> dict[str, httpx.Response]:
     """``promote`` and ``step-back`` on two threads released by one barrier."""
     barrier = threading.Barrier(2)
     answers: dict[str, httpx.Response] = {}
     errors: list[BaseException] = []
-    clients = {a: httpx.Client(base_url=url, timeout=30) for a in ("promote", "step-back")}
+    clients = {a: farm.http for a in ("promote", "step-back")}
 
     def send(action: str) -> None:
         try:
@@ -208,7 +208,7 @@ def test_concurrent_promote_and_step_back_one_wins_the_other_gets_409(
         for i in range(ROUNDS):
             state = ("progressing", "paused", "stepped_back")[i % 3]
             before = _normalize(http, rid, state)
-            answers = _race(farm.url, rid)
+            answers = _race(farm, rid)
             codes = {a: r.status_code for a, r in answers.items()}
             after = rollout(http, rid)
             assert_history_chains(after)
@@ -254,7 +254,7 @@ def test_two_concurrent_starts_of_one_project_one_201_one_409(farm: Farm, tmp_pa
                 errors: list[BaseException] = errors,
             ) -> None:
                 try:
-                    with httpx.Client(base_url=farm.url, timeout=30) as c:
+                    with farm.http as c:
                         c.get("/healthz")
                         barrier.wait(10)
                         answers.append(

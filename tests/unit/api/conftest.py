@@ -31,7 +31,7 @@ with warnings.catch_warnings():  # starlette nags about httpx vs httpx2 on impor
 
 # The worker protocol whose JSON shape WorkerWire writes by hand (farm.domain.messages):
 # when PROTOCOL_VERSION is bumped, this helper is the one place to update.
-PROTOCOL = 1
+PROTOCOL = 2
 
 # Three stages, one artifact, a manual deploy: enough for every router's paths.
 PIPELINE = """\
@@ -121,19 +121,28 @@ class WorkerWire:
         self.http = http
         self.name = name
         self.protocol = protocol
+        self.job_tokens: dict[int, str] = {}  # what each claim answered, sent back after
 
     def claim(self, job_id: int, attempt: int = 1) -> httpx.Response:
         """Take an attempt; 200 with the assignment, 409 when it is not waiting."""
-        return self.http.post(
+        resp = self.http.post(
             f"/api/v1/worker/jobs/{job_id}/claim",
             json={"protocol": self.protocol, "attempt": attempt, "worker": self.name},
         )
+        if resp.status_code == 200:
+            self.job_tokens[job_id] = resp.json().get("job_token", "")
+        return resp
 
     def log(self, job_id: int, attempt: int, data: str) -> httpx.Response:
         """Append output (also the heartbeat)."""
         return self.http.post(
             f"/api/v1/worker/jobs/{job_id}/log",
-            json={"protocol": self.protocol, "attempt": attempt, "data": data},
+            json={
+                "protocol": self.protocol,
+                "attempt": attempt,
+                "data": data,
+                "job_token": self.job_tokens.get(job_id, ""),
+            },
         )
 
     def finish(
@@ -150,6 +159,7 @@ class WorkerWire:
         body: dict[str, Any] = {
             "protocol": self.protocol,
             "attempt": attempt,
+            "job_token": self.job_tokens.get(job_id, ""),
             "exit_code": exit_code,
             "reason": reason,
             "message": "",
@@ -229,6 +239,7 @@ def farm_settings(data_dir: Path, **overrides: Any) -> Settings:
         "broker_url": "redis://127.0.0.1:9/0",  # never used: jobs go to the recorder
         "api_url": "http://127.0.0.1:8700",
         "watchdog_interval": 3600.0,  # recovery runs at start; no watchdog passes in tests
+        "auth": False,  # these tests are about the routes; tests/unit/api/test_auth*.py: tokens
         **overrides,
     }
     return Settings(**values)

@@ -31,7 +31,10 @@ from farm.registry.store.digests import BlobInfo
 
 _PORT = frozenset(n for n in dir(Store) if not n.startswith("_"))
 # Job columns the records do not carry (the outbox's, a delayed job's due time).
-_OUTBOX_COLUMNS = frozenset({"queued_at", "queued_epoch", "due_at"})
+# Columns kept beside the records (the outbox, and who holds an attempt).
+_OUTBOX_COLUMNS = frozenset(
+    {"queued_at", "queued_epoch", "due_at", "claimed_by_token", "job_token_hash"}
+)
 
 
 @dataclass(frozen=True)

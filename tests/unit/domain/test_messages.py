@@ -150,12 +150,20 @@ def test_wire_keys_are_the_old_ones_plus_protocol_and_offset() -> None:
     assert claim == {"protocol": PROTOCOL_VERSION, "attempt": 1, "worker": "w"}
     # offset (bytes of output sent before this chunk) was added in protocol 1 as an
     # optional field: an older API ignores it, an older worker leaves it out.
-    assert set(wire(LogRequest(attempt=1))) == {"protocol", "attempt", "data", "offset"}
+    # job_token (protocol 2): the claim's answer, sent back with every log and finish.
+    assert set(wire(LogRequest(attempt=1))) == {
+        "protocol",
+        "attempt",
+        "job_token",
+        "data",
+        "offset",
+    }
     assert wire(LogReply(continue_=True, accepted=False)) == {"continue": True, "accepted": False}
     report = wire(finish_report())
     assert set(report) == {
         "protocol",
         "attempt",
+        "job_token",
         "exit_code",
         "reason",
         "message",
@@ -167,11 +175,20 @@ def test_wire_keys_are_the_old_ones_plus_protocol_and_offset() -> None:
         "status": "failed",
         "attempt": 2,
     }
-    assert wire(LiveRequest(attempts=[(4, 1)])) == {"protocol": 1, "attempts": [[4, 1]]}
+    assert wire(LiveRequest(attempts=[(4, 1)])) == {
+        "protocol": PROTOCOL_VERSION,
+        "attempts": [[4, 1]],
+    }
     assert wire(LiveReply(live=[True])) == {"live": [True]}
 
     data = wire(assignment())
-    assert set(data) == ASSIGNMENT_KEYS | {"protocol"}
+    # Added since: the claim's job token (protocol 2) and the image's long-form options.
+    assert set(data) == ASSIGNMENT_KEYS | {
+        "protocol",
+        "job_token",
+        "image_docker",
+        "image_pull_policy",
+    }
     assert set(data["inputs"][0]) == {"job", "name", "kind", "digest", "size"}
     assert data["limits"] == {"memory": 2 * 1024**3, "cpus": 1.5, "pids": 512}
 
@@ -198,9 +215,9 @@ def test_spec_parts_serialise_as_job_spec_to_dict_did() -> None:
 
 
 def test_bodies_of_older_peers_still_parse() -> None:
-    """Protocol 1 is the wire from before the field: its bodies parse unchanged."""
+    """Bodies without the newer optional keys parse (the protocol check refuses them)."""
     old_claim = ClaimRequest.model_validate({"attempt": 1, "worker": "w"})
-    assert old_claim.protocol == PROTOCOL_VERSION == 1
+    assert old_claim.attempt == 1
     old_finish = FinishReport.model_validate(
         {
             "attempt": 1,
@@ -294,10 +311,10 @@ def test_same_protocol_passes() -> None:
 
 
 def test_newer_worker_is_refused_with_one_line_naming_what_to_upgrade() -> None:
-    body = ClaimRequest.model_validate({"attempt": 1, "worker": "w", "protocol": 2})
+    body = ClaimRequest.model_validate({"attempt": 1, "worker": "w", "protocol": 3})
     with pytest.raises(ProtocolMismatch) as err:
         check_protocol(body.protocol)
-    assert str(err.value).startswith("worker speaks protocol 2, this API speaks 1: upgrade the API")
+    assert str(err.value).startswith("worker speaks protocol 3, this API speaks 2: upgrade the API")
     assert "\n" not in str(err.value)
     assert isinstance(err.value, FarmError) and err.value.http_status == 426
 
@@ -305,5 +322,7 @@ def test_newer_worker_is_refused_with_one_line_naming_what_to_upgrade() -> None:
 def test_older_peer_is_told_to_upgrade_itself() -> None:
     with pytest.raises(ProtocolMismatch, match=r"^worker speaks protocol 0, .*upgrade the worker"):
         check_protocol(0)
-    with pytest.raises(ProtocolMismatch, match=r"^API speaks protocol 3, this worker speaks 1: "):
+    with pytest.raises(ProtocolMismatch, match=r"^worker speaks protocol 1, .*upgrade the worker"):
+        check_protocol(1)  # a protocol-1 worker has no job tokens: refused, not misread
+    with pytest.raises(ProtocolMismatch, match=r"^API speaks protocol 3, this worker speaks 2: "):
         check_protocol(3, sender="API", receiver="worker")

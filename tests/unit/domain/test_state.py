@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from farm.domain.state import (
+    STATUS_QUEUE,
     BuildStatus,
     JobNode,
     JobStatus,
@@ -129,4 +130,5 @@ def test_queues_route_tagged_jobs_to_workers_with_a_superset_of_tags() -> None:
     assert queue_for(["docker", "arm"]) in worker
     assert queue_for(["docker"]) in worker
     assert queue_for(["x86"]) not in worker
-    assert len(worker) == 8
+    assert len(worker) == 9  # 7 tag subsets, untagged, and the commit status queue
+    assert worker[-1] == STATUS_QUEUE

@@ -37,7 +37,14 @@ class FlakyAPI:
         self.attempt = 1  # the job's current attempt
         self.refuse_finish = False
 
-    def log(self, job_id: int, attempt: int, text: str, offset: int | None = None) -> LogReply:
+    def log(
+        self,
+        job_id: int,
+        attempt: int,
+        text: str,
+        offset: int | None = None,
+        job_token: str = "",
+    ) -> LogReply:
         LogRequest(attempt=attempt, data=text, offset=offset)
         if self.down:
             raise ServiceUnavailable("cannot reach the farm API (ConnectError)")

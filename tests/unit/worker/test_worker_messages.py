@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from farm.domain.messages import MAX_LOG_CHUNK, MAX_MESSAGE, ArtifactReport, LogReply, LogRequest
+from farm.domain.messages import (
+    MAX_LOG_CHUNK,
+    MAX_MESSAGE,
+    PROTOCOL_VERSION,
+    ArtifactReport,
+    LogReply,
+    LogRequest,
+)
 from farm.executor.base import RunResult
 from farm.worker.api_client import CoordinatorClient
 from farm.worker.logstream import LogStream
@@ -18,7 +25,14 @@ class FakeClient:
         self.sent: list[str] = []
         self.room = room
 
-    def log(self, job_id: int, attempt: int, text: str, offset: int | None = None) -> LogReply:
+    def log(
+        self,
+        job_id: int,
+        attempt: int,
+        text: str,
+        offset: int | None = None,
+        job_token: str = "",
+    ) -> LogReply:
         LogRequest(attempt=attempt, data=text, offset=offset)  # what the real client sends
         self.sent.append(text)
         self.room -= len(text)
@@ -54,12 +68,13 @@ def test_a_full_log_stops_the_pieces_and_later_output() -> None:
 def test_report_is_a_finish_report_with_the_message_cut_to_fit() -> None:
     art = ArtifactReport(name="out", digest="sha256:" + "0" * 64, size=3, files=["a"])
     long = RunResult(exit_code=None, reason="executor_error", message="m" * (MAX_MESSAGE + 5))
-    report = _report(2, _Outcome(long, [art], coverage=float("inf")))
+    report = _report(2, _Outcome(long, [art], coverage=float("inf")), "farm_job")
     assert report.attempt == 2 and report.reason == "executor_error"
     assert len(report.message) == MAX_MESSAGE and report.message.endswith("(truncated)")
     assert report.artifacts == [art] and report.coverage is None
     wire: dict[str, Any] = report.model_dump(mode="json")
-    assert wire["protocol"] == 1 and wire["exit_code"] is None
+    assert wire["protocol"] == PROTOCOL_VERSION and wire["exit_code"] is None
+    assert wire["job_token"] == "farm_job"  # the claim's token goes back with the report
     ok = _report(1, _Outcome(RunResult(exit_code=0, reason=None), [], coverage=87.5))
     assert (ok.exit_code, ok.reason, ok.message, ok.coverage) == (0, None, "", 87.5)
 
@@ -68,4 +83,10 @@ def test_a_log_request_may_say_where_its_chunk_starts_and_old_bodies_still_parse
     old = LogRequest.model_validate({"attempt": 1, "data": "x"})  # a worker before offsets
     assert old.offset is None
     new = LogRequest(attempt=1, data="y", offset=41)
-    assert new.model_dump(mode="json") == {"protocol": 1, "attempt": 1, "data": "y", "offset": 41}
+    assert new.model_dump(mode="json") == {
+        "protocol": PROTOCOL_VERSION,
+        "attempt": 1,
+        "job_token": "",
+        "data": "y",
+        "offset": 41,
+    }
