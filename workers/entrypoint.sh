@@ -23,4 +23,16 @@ if [ "$1" = farm ] && [ "${2:-}" = worker ] && [ -z "${FARM_WORKER_NAME:-}" ]; t
   FARM_WORKER_NAME="w-$id@$(hostname)"
   export FARM_WORKER_NAME
 fi
+# FARM_TOKEN_FILE: read the API token from a file (compose's shared secrets volume,
+# written by the API on start); wait for it up to FARM_TOKEN_WAIT seconds.
+if [ -n "${FARM_TOKEN_FILE:-}" ] && [ -z "${FARM_TOKEN:-}" ]; then
+  n=0
+  while [ ! -s "$FARM_TOKEN_FILE" ]; do
+    n=$((n + 1))
+    [ "$n" -le "${FARM_TOKEN_WAIT:-120}" ] || { echo "farm: no token in $FARM_TOKEN_FILE" >&2; exit 1; }
+    sleep 1
+  done
+  FARM_TOKEN=$(cat "$FARM_TOKEN_FILE")
+  export FARM_TOKEN
+fi
 exec "$@"
