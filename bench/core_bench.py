@@ -95,7 +95,7 @@ def _ok(farm: Farm) -> bool:
 def farm_round(farm: Farm, repo: Path) -> tuple[float, float]:
     """(submit → build finished, submit → first job started) in seconds."""
     t0 = time.time()
-    build = farm.submit(repo)
+    build = farm.submit(repo, no_cache=True)  # every round runs its containers (issue 11)
     done = farm.wait(build["id"], timeout=600)
     wall = time.time() - t0
     assert done["status"] == "success", done["status"]
