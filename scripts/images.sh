@@ -12,7 +12,10 @@
 #                         pip, venv, setuptools, wheel, pytest, ca-certificates,
 #                         git.  The rootfs tarball is cached, so a rebuild after
 #                         `docker rmi` is a plain `docker import`.
-#   farm/python:3.11      another tag of farm/debian:bookworm.
+#   farm/python:3.11      workers/python.Dockerfile on farm/debian:bookworm: the
+#                         stand-in for python:3.11 behaves like it (`pip install`
+#                         works: no EXTERNALLY-MANAGED marker; `python`, `pip`).
+#                         Rebuilt when its version or its base changed (seconds).
 #   farm/worker:latest    (only on request: `images.sh worker`) workers/Dockerfile:
 #                         the farm package installed on farm/debian:bookworm.
 #   farm/redis:latest     (only on request: `images.sh redis`) workers/redis.Dockerfile.
@@ -27,8 +30,10 @@
 # when missing or when the label differs from the version below. --force
 # rebuilds what is asked for (debian: a fresh debootstrap, ~1 min).
 #
-# Usage: scripts/images.sh [--force] [busybox|debian|worker|redis]...
-#        (default: busybox debian)
+#   farm/postgres:latest  (only on request: `images.sh postgres`) workers/postgres.Dockerfile
+#                         (Debian's postgresql; compose.yaml's database).
+# Usage: scripts/images.sh [--force] [busybox|debian|python|worker|redis|postgres]...
+#        (default: busybox debian python)
 # Env:   FARM_CACHE_DIR   tarball cache (default /var/cache/farm as root,
 #                         else ${XDG_CACHE_HOME:-~/.cache}/farm)
 #        FARM_DEBIAN_MIRROR   override the mirror read from /etc/apt
@@ -37,7 +42,9 @@ set -euo pipefail
 BUSYBOX_IMAGE=farm/busybox:latest
 BUSYBOX_VERSION=2
 DEBIAN_IMAGE=farm/debian:bookworm
-DEBIAN_ALIASES=(farm/python:3.11)
+DEBIAN_ALIASES=()
+PYTHON_IMAGE=farm/python:3.11
+PYTHON_VERSION=1
 DEBIAN_VERSION=1
 DEBIAN_SUITE=bookworm
 DEBIAN_INCLUDE=python3,python3-pip,python3-venv,python3-setuptools,python3-wheel,python3-pytest,ca-certificates,git
@@ -57,12 +64,12 @@ WANT=()
 for arg in "$@"; do
   case $arg in
     --force) FORCE=1 ;;
-    busybox|debian|worker|redis) WANT+=("$arg") ;;
+    busybox|debian|python|worker|redis|postgres) WANT+=("$arg") ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument: $arg" ;;
   esac
 done
-[[ ${#WANT[@]} -gt 0 ]] || WANT=(busybox debian)
+[[ ${#WANT[@]} -gt 0 ]] || WANT=(busybox debian python)
 
 # up_to_date IMAGE VERSION -> 0 if the image exists with that label.
 up_to_date() {
@@ -140,7 +147,7 @@ debian_mirror() {
 build_debian() {
   local tag
   if up_to_date "$DEBIAN_IMAGE" "$DEBIAN_VERSION"; then
-    for tag in "${DEBIAN_ALIASES[@]}"; do
+    for tag in "${DEBIAN_ALIASES[@]+"${DEBIAN_ALIASES[@]}"}"; do
       docker image inspect "$tag" >/dev/null 2>&1 || docker tag "$DEBIAN_IMAGE" "$tag"
     done
     say "image $DEBIAN_IMAGE up to date"; return
@@ -185,9 +192,9 @@ build_debian() {
     --change "LABEL farm.image.version=$DEBIAN_VERSION" \
     --message "farm debian $DEBIAN_SUITE minbase ($DEBIAN_INCLUDE)" \
     "$tarball" "$DEBIAN_IMAGE" >/dev/null
-  for tag in "${DEBIAN_ALIASES[@]}"; do docker tag "$DEBIAN_IMAGE" "$tag"; done
+  for tag in "${DEBIAN_ALIASES[@]+"${DEBIAN_ALIASES[@]}"}"; do docker tag "$DEBIAN_IMAGE" "$tag"; done
   drop_old "$DEBIAN_IMAGE" "$old"
-  say "built $DEBIAN_IMAGE (+ ${DEBIAN_ALIASES[*]}) in $((SECONDS - t0))s"
+  say "built $DEBIAN_IMAGE in $((SECONDS - t0))s"
 }
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -221,13 +228,13 @@ build_worker() {
   # wheelhouse: every dependency, built with the host's pip (which has the
   # index access), cached until pyproject.toml changes; the farm wheel itself
   # is rebuilt every time.
-  key=$(sha256sum "$ROOT/pyproject.toml" | cut -c1-12)
+  key=$({ sha256sum "$ROOT/pyproject.toml"; echo "extras=postgres"; } | sha256sum | cut -c1-12)
   wh=$CACHE_DIR/wheels-$key
   local -a pipq=(-q --disable-pip-version-check)
   if [[ ! -f $wh/.complete ]]; then
     say "wheelhouse for farm's dependencies ($wh)"
     rm -rf "$wh"; mkdir -p "$wh"
-    "$pip" -m pip wheel "${pipq[@]}" -w "$wh" "$ROOT" || die "pip wheel failed"
+    "$pip" -m pip wheel "${pipq[@]}" -w "$wh" "$ROOT[postgres]" || die "pip wheel failed"
   else
     rm -f "$wh"/farm-*.whl
     "$pip" -m pip wheel "${pipq[@]}" --no-deps -w "$wh" "$ROOT" || die "pip wheel farm failed"
@@ -260,12 +267,38 @@ build_worker() {
   say "built farm/worker:latest in $((SECONDS - t0))s"
 }
 
+build_python() {
+  docker image inspect "$DEBIAN_IMAGE" >/dev/null 2>&1 || FORCE=0 build_debian
+  local want old t0=$SECONDS
+  # Current when built from this version of the Dockerfile on this very base.
+  want=$PYTHON_VERSION-$(docker image inspect -f '{{.Id}}' "$DEBIAN_IMAGE" | sed 's/^sha256://' | cut -c1-12)
+  if up_to_date "$PYTHON_IMAGE" "$want"; then
+    say "image $PYTHON_IMAGE up to date"; return
+  fi
+  say "building $PYTHON_IMAGE"
+  old=$(docker image inspect --format '{{.Id}}' "$PYTHON_IMAGE" 2>/dev/null || true)
+  # A former tag of the debian image: untag it, never remove the base itself.
+  [[ $old != $(docker image inspect -f '{{.Id}}' "$DEBIAN_IMAGE") ]] || old=
+  dbuild -f "$ROOT/workers/python.Dockerfile" --label "farm.image.version=$want" \
+    -t "$PYTHON_IMAGE" "$ROOT/workers" || die "$PYTHON_IMAGE build failed"
+  drop_old "$PYTHON_IMAGE" "$old"
+  say "built $PYTHON_IMAGE in $((SECONDS - t0))s"
+}
+
 build_redis() {
   docker image inspect "$DEBIAN_IMAGE" >/dev/null 2>&1 || FORCE=0 build_debian
   say "building farm/redis:latest"
   local t0=$SECONDS
   dbuild -f "$ROOT/workers/redis.Dockerfile" -t farm/redis:latest "$ROOT/workers" || die "farm/redis build failed"
   say "built farm/redis:latest in $((SECONDS - t0))s"
+}
+
+build_postgres() {
+  docker image inspect "$DEBIAN_IMAGE" >/dev/null 2>&1 || FORCE=0 build_debian
+  say "building farm/postgres:latest"
+  local t0=$SECONDS
+  dbuild -f "$ROOT/workers/postgres.Dockerfile" -t farm/postgres:latest "$ROOT/workers" || die "farm/postgres build failed"
+  say "built farm/postgres:latest in $((SECONDS - t0))s"
 }
 
 docker info >/dev/null 2>&1 || die "docker daemon not reachable (run scripts/bootstrap.sh)"
