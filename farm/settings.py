@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     work_dir: Path | None = None  # per-job workspaces; default data_dir/work
     worker_name: str = Field(default_factory=socket.gethostname)
     worker_tags: list[str] = Field(default_factory=list)
+    worker_run_untagged: bool = False  # a tagged worker takes untagged jobs too (GitLab's)
     # Air-gapped farms have no registry: images a pipeline names that are missing
     # locally fall back to these local images (glob → image). Only exact equivalents
     # by default; extend with FARM_IMAGE_ALIASES='{"python:3*": "farm/python:3.11"}'.
@@ -53,6 +54,9 @@ class Settings(BaseSettings):
             "busybox*": "farm/busybox:latest",
         }
     )
+    # Try a registry pull for an image missing here before the aliases above. Off: no
+    # registry is assumed, and a pull attempt alone sends DNS queries off this host.
+    image_pull: bool = False
     job_network: str = "none"  # "none" or "host": the farm decides, never the job
 
     # Job defaults (a job may lower them, never raise them above these)
@@ -163,6 +167,15 @@ class Settings(BaseSettings):
     status_timeout: float = Field(default=10.0, gt=0)  # one delivery's HTTP timeout
     status_max_retries: int = Field(default=8, ge=0)  # backoff 1 s doubling, 5 min at most
     schedule_tick: float = Field(default=10.0, gt=0)
+
+    # Scaling out (issue 10): workers send a heartbeat (name, host, tags, queues, slots,
+    # running jobs) every worker_heartbeat seconds; one silent worker_timeout seconds is
+    # not live. A pending job no live worker can take shows "stuck: ..." after stuck_after.
+    # executor: "docker", or "noop" (starts no container; for benchmarks only).
+    worker_heartbeat: float = Field(default=5.0, gt=0)
+    worker_timeout: float = Field(default=20.0, gt=0)
+    stuck_after: float = Field(default=30.0, ge=0)
+    executor: Literal["docker", "noop"] = "docker"
 
     @property
     def resolved_api_url(self) -> str:

@@ -53,6 +53,8 @@ pkg_ok nginx || missing+=(nginx)  # `nginx -t` of the rollout geo block (tests)
 pkg_ok chromium || missing+=(chromium)
 # PostgreSQL: the store's contract tests run against a real server too.
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+# Docker Compose: compose.yaml is brought up for real in a test (Debian's v1.29).
+command -v docker-compose >/dev/null || missing+=(docker-compose)
 if ! command -v "$PYTHON" >/dev/null; then
   missing+=(python3 python3-venv)
 elif [[ $(command -v "$PYTHON") == /usr/bin/* ]] && ! "$PYTHON" -c 'import ensurepip' 2>/dev/null; then

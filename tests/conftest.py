@@ -91,6 +91,8 @@ def farm_env(data_dir: Path, redis_url: str, port: int) -> dict[str, str]:
         "FARM_REAP_INTERVAL": "3",
         "FARM_JOB_TIMEOUT": "600",
         "FARM_LOG_MAX_BYTES": "200000",
+        "FARM_STUCK_AFTER": "2",  # stuck jobs (issue 10): marked soon, heartbeats often
+        "FARM_WORKER_HEARTBEAT": "1",
     }
 
 

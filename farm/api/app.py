@@ -18,8 +18,10 @@ from fastapi.responses import PlainTextResponse
 from farm import __version__
 from farm.api import commit_status, dashboard
 from farm.api.auth import PUBLIC_PATHS, Authenticator, check_exposure, requires
+from farm.api.docs import install_docs
 from farm.api.errors import InternalErrors, errors, install_error_handlers, install_openapi
 from farm.api.limits import BodyLimit
+from farm.api.metrics import CONTENT_TYPE, CacheLookups, FarmMetrics
 from farm.api.routers import (
     admin,
     blobs,
@@ -34,11 +36,14 @@ from farm.api.routers import (
     secrets,
     tokens,
     worker,
+    workers,
 )
-from farm.coordinator.ports import Dispatcher
+from farm.coordinator.ports import BrokerProbe, Dispatcher
+from farm.coordinator.result_cache import ResultCache
 from farm.coordinator.service import Coordinator
 from farm.db.releases import RegistryDb
 from farm.db.repository import Store
+from farm.db.result_cache import ResultCacheDb
 from farm.db.rollouts import RolloutDb
 from farm.db.secrets import secret_box
 from farm.db.session import make_engine, make_sessionmaker, migrate
@@ -113,6 +118,7 @@ def create_app(
     if dispatcher is None:
         dispatcher = CeleryDispatcher(celery)
     coord = Coordinator(store, blobstore, dispatcher, settings)
+    coord.results = ResultCache(ResultCacheDb(store), blobstore)  # issue 11
     # Provenance: every green build gets a statement signed with the farm's key.
     key = signing_key(settings)
     coord.on_build_finished.append(ProvenanceRecorder(store, blobstore, key, builder_id(settings)))
@@ -160,6 +166,8 @@ def create_app(
         title="farm",
         version=__version__,
         lifespan=lifespan,
+        docs_url=None,  # farm/api/docs.py serves /docs from the package, not a CDN
+        redoc_url=None,
         description="A distributed build farm: GitLab-CI-compatible pipelines "
         "run as Celery jobs in isolated Docker containers.",
     )
@@ -187,12 +195,23 @@ def create_app(
     )
     app.add_middleware(InternalErrors)
     install_openapi(app, PUBLIC_PATHS if settings.auth else None)
+    install_docs(app)
 
     @app.get("/healthz", tags=["meta"], responses=errors(503))
     def healthz() -> dict[str, str]:
         """Liveness: the API answers and its database is reachable."""
         store.count_builds()
         return {"status": "ok", "version": __version__}
+
+    # Prometheus (farm/api/metrics.py): gauges read from the store on each scrape.
+    farm_metrics = FarmMetrics(
+        store,
+        settings,
+        dispatcher if isinstance(dispatcher, BrokerProbe) else None,
+        lambda: dict(app.state.blob_data.counters.values) if app.state.blob_data else None,
+    )
+    coord.on_build_finished.append(farm_metrics.on_build_finished)
+    app.add_middleware(CacheLookups, metrics=lambda: farm_metrics)
 
     @app.get(
         "/metrics",
@@ -201,17 +220,10 @@ def create_app(
         response_class=PlainTextResponse,
         responses=errors(503),
     )
-    def metrics() -> str:
-        """Prometheus text: builds and jobs by status (Flower has the Celery side)."""
-        lines = ["# TYPE farm_builds_total gauge", f"farm_builds_total {store.count_builds()}"]
-        lines.append("# TYPE farm_jobs gauge")
-        for status, count in sorted(store.job_counts().items()):
-            lines.append(f'farm_jobs{{status="{status}"}} {count}')
-        if app.state.blob_data is not None:  # what moved through the blob data plane
-            for name, value in sorted(app.state.blob_data.counters.values.items()):
-                lines.append(f"# TYPE farm_blob_data_{name}_total counter")
-                lines.append(f"farm_blob_data_{name}_total {value}")
-        return "\n".join(lines) + "\n"
+    def metrics() -> PlainTextResponse:
+        """Prometheus text: builds, jobs, queues, workers, registry, caches, rollouts
+        (Flower has the Celery side)."""
+        return PlainTextResponse(farm_metrics.exposition(), media_type=CONTENT_TYPE)
 
     for r in (
         builds.router,
@@ -225,6 +237,8 @@ def create_app(
         rollouts.router,
         tokens.router,
         secrets.router,
+        workers.beats,
+        workers.router,
     ):
         app.include_router(r)
     hooks.install(app, store_sessions)  # webhooks and their delivery ledger

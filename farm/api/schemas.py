@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -10,7 +11,9 @@ from pydantic import BaseModel, Field, StringConstraints, WithJsonSchema, field_
 
 from farm.api.limits import Line, NoControl
 from farm.db.repository import JobLine
+from farm.domain.messages import TestReport
 from farm.domain.records import ArtifactRecord, BuildRecord, JobRecord
+from farm.domain.statuses import build_status_text
 
 MAX_PATH = 4096  # PATH_MAX: a repository's path or URL
 MAX_PATH_PART = 255  # NAME_MAX: one component of a path
@@ -50,6 +53,9 @@ class BuildRequest(BaseModel):
     secrets: Variables = Field(
         default_factory=dict,
         description="masked variables: given to jobs, masked in logs, never shown",
+    )
+    no_cache: bool = Field(
+        default=False, description="run every job: reuse no earlier identical job's result"
     )
 
     @field_validator("repo")
@@ -114,6 +120,14 @@ class JobOut(BaseModel):
     duration: float | None
     artifacts: list[ArtifactOut]
     coverage: float | None = None  # from the job's ``coverage:`` regex over its log
+    tests: TestReport | None = None  # totals of its artifacts: reports: junit
+    environment: dict[str, Any] | None = None  # its environment: (name, url, action)
+    # "stuck: no worker serves tags [gpu]" while pending with no live worker for its queue
+    stuck_reason: str | None = None
+    # Issue 11: the attempt's marks (farm/domain/timeline.py, epoch seconds), and whether
+    # its result was reused from an earlier identical job (nothing ran).
+    timeline: dict[str, float] | None = None
+    cached: bool = False
 
     @classmethod
     def of(cls, j: JobRecord) -> JobOut:
@@ -140,7 +154,17 @@ class JobOut(BaseModel):
             duration=duration,
             artifacts=[ArtifactOut.of(a) for a in j.artifacts],
             coverage=j.coverage,
+            stuck_reason=j.stuck_reason if j.status == "pending" else None,
+            tests=TestReport.model_validate(j.test_report) if j.test_report else None,
+            environment=_environment(j),
+            timeline=j.timeline,
+            cached=j.cached_from is not None,
         )
+
+
+def _environment(j: JobRecord) -> dict[str, Any] | None:
+    env = j.spec.environment
+    return None if env is None else {"name": env.name, "url": env.url, "action": env.action}
 
 
 class BuildOut(BaseModel):
@@ -168,6 +192,12 @@ class BuildOut(BaseModel):
     # What started it: GitLab's CI_PIPELINE_SOURCE words (api, push, merge_request_event,
     # schedule, ...); the CLI submits through the API, so its builds say ``api``.
     source: str = "api"
+    # The first stuck reason of its pending jobs (farm.coordinator.stuck), else None.
+    stuck_reason: str | None = None
+    # GitLab's ``tag`` flag as a word: the build is of a "branch" or a "tag" ("commit":
+    # a bare sha); ``status_text`` is what people read ("blocked" for status ``manual``).
+    ref_kind: str = "branch"
+    status_text: str = ""
 
     @classmethod
     def of(cls, b: BuildRecord) -> BuildOut:
@@ -179,6 +209,7 @@ class BuildOut(BaseModel):
                 "url": f"/api/v1/builds/{b.id}/deliverable",
                 "blob": f"/api/v1/artifacts/{b.deliverable_digest}",
             }
+        jobs = [JobOut.of(j) for j in b.jobs]
         return cls(
             id=b.id,
             status=b.status,
@@ -195,9 +226,12 @@ class BuildOut(BaseModel):
             finished_at=b.finished_at,
             error=b.error,
             deliverable=deliverable,
-            jobs=[JobOut.of(j) for j in b.jobs],
+            jobs=jobs,
             parent_build=b.parent_build_id,
             source=str(b.source),
+            stuck_reason=_first_stuck(jobs),
+            ref_kind=str(b.ref_kind),
+            status_text=build_status_text(b.status),
         )
 
 
@@ -231,7 +265,17 @@ def build_document(build: BuildRecord, jobs: list[JobLine]) -> bytes:
             else None,
             artifacts=[ArtifactOut.of(a) for a in j.artifacts],
             coverage=j.coverage,
+            stuck_reason=j.stuck_reason if j.status == "pending" else None,
+            tests=TestReport.model_validate(j.test_report) if j.test_report else None,
+            environment=j.environment,
+            timeline=j.timeline,
+            cached=j.cached,
         )
         for j in jobs
     ]
+    doc.stuck_reason = _first_stuck(doc.jobs)
     return doc.model_dump_json().encode()
+
+
+def _first_stuck(jobs: Iterable[JobOut]) -> str | None:
+    return next((j.stuck_reason for j in jobs if j.stuck_reason), None)

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from farm.cli.artifact_files import get_file
 from farm.cli.client import ApiClient
 from farm.errors import DigestMismatch, SignatureError
 from farm.registry.client import RegistryClient
@@ -79,11 +80,26 @@ def _download(client: ApiClient, digest: str) -> tuple[str, int]:
 
 
 @artifacts.command("get")
-@click.argument("digest")
-@click.option("-o", "--output", type=click.Path(path_type=Path), required=True)
+@click.argument("args", nargs=-1, required=True, metavar="DIGEST | BUILD JOB PATH")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="where to write (required with DIGEST; with PATH default: its file name, - stdout)",
+)
 @click.pass_context
-def get(ctx: click.Context, digest: str, output: Path) -> None:
-    """Download the artifact DIGEST to OUTPUT, verifying its sha256."""
+def get(ctx: click.Context, args: tuple[str, ...], output: Path | None) -> None:
+    """Download the artifact DIGEST to OUTPUT, verifying its sha256; or, with three
+    arguments, the file PATH out of job JOB's (a name or an id) artifacts in BUILD."""
+    if len(args) == 3:
+        get_file(ctx.obj, *args, output)
+        return
+    if len(args) != 1:
+        raise click.UsageError("give DIGEST -o FILE, or BUILD JOB PATH [-o FILE]")
+    if output is None:
+        raise click.UsageError("artifacts get DIGEST needs -o FILE")
+    digest = args[0]
     # The workers' client: the blob data plane when reachable, resumes, sha256-checked.
     with RegistryClient(ctx.obj, token=get_settings().client_token("admin")) as registry:
         registry.download_to(digest, output, durable=False)

@@ -101,12 +101,17 @@ def _show_notice(notice: Notice, root: Path) -> str:
 
 def _table(pipeline: Pipeline) -> None:
     from rich.console import Console
+    from rich.measure import Measurement
     from rich.table import Table
 
+    rows = list(explain(pipeline))
     table = Table(title="pipeline", show_lines=False)
-    for column in ("job", "stage", "needs", "image", "when", "allow failure", "matrix"):
+    # A job name is never cut or folded, whatever the width: it is what people search for.
+    longest = max((len(str(row["name"])) for row in rows), default=3)
+    table.add_column("job", no_wrap=True, min_width=longest)
+    for column in ("stage", "needs", "image", "when", "allow failure", "matrix"):
         table.add_column(column, overflow="fold")
-    for row in explain(pipeline):
+    for row in rows:
         needs = "(stage order)" if row["needs"] is None else ", ".join(row["needs"]) or "(none)"
         matrix = ", ".join(f"{k}={v}" for k, v in row["matrix"].items())
         table.add_row(
@@ -118,7 +123,11 @@ def _table(pipeline: Pipeline) -> None:
             "yes" if row["allow_failure"] else "",
             matrix,
         )
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:  # a pipe or a file: rich would assume 80 columns
+        width = Measurement.get(console, console.options.update_width(10_000), table).maximum
+        console = Console(width=max(80, width))
+    console.print(table)
 
 
 @click.command("lint")

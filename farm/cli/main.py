@@ -13,20 +13,26 @@ from typing import Any
 import click
 
 from farm.cli import artifacts as artifacts_cmd
-from farm.cli.client import ApiClient
+from farm.cli.client import ApiClient, api_base_url
 from farm.cli.gc import gc as gc_cmd
+from farm.cli.jobs_view import job_lines
 from farm.cli.lint import lint
+from farm.cli.logs import logs as logs_cmd
 from farm.cli.open import open_cmd
-from farm.cli.progress import follow
+from farm.cli.progress import blocked_message, follow
 from farm.cli.release import release as release_cmd
+from farm.cli.retry import builds as builds_cmd
+from farm.cli.retry import retry as retry_cmd
 from farm.cli.rollout import rollout as rollout_cmd
 from farm.cli.schedule import schedule as schedule_cmd
 from farm.cli.secrets import secret as secret_cmd
 from farm.cli.services import api_healthy, farm_argv, pidfile, read_pid, serve, stop_pid
 from farm.cli.services import ps as ps_cmd
 from farm.cli.supervise import state_path
+from farm.cli.timings import show_timings
 from farm.cli.tokens import token as token_cmd
-from farm.domain.statuses import FINAL_JOB, BuildStatus
+from farm.cli.workers import workers as workers_cmd
+from farm.domain.statuses import BuildStatus
 from farm.errors import FarmError
 from farm.settings import get_settings
 
@@ -57,7 +63,7 @@ class FarmGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, api_url: str | None) -> None:
     """farm: a distributed build farm for GitLab-CI-compatible pipelines."""
-    ctx.obj = (api_url or get_settings().resolved_api_url).rstrip("/")
+    ctx.obj = api_base_url(api_url or get_settings().resolved_api_url)
 
 
 def _api(ctx: click.Context) -> ApiClient:
@@ -183,17 +189,32 @@ def api(host: str | None, port: int | None) -> None:
     show_default=True,
     type=click.Choice(["threads", "prefork", "solo"]),
 )
+@click.option(
+    "--run-untagged/--no-run-untagged",
+    default=None,
+    help="a tagged worker also takes untagged jobs (FARM_WORKER_RUN_UNTAGGED; default no)",
+)
 def worker(
-    queues: str | None, tags: str | None, concurrency: int, name: str | None, pool: str
+    queues: str | None,
+    tags: str | None,
+    concurrency: int,
+    name: str | None,
+    pool: str,
+    run_untagged: bool | None,
 ) -> None:
     """Run a Celery worker that runs jobs in Docker containers."""
     from farm.domain.state import queues_for_worker
 
-    settings = get_settings()
     if name:
+        # The group already read (and cached) the settings: the job records, container
+        # labels and logs read the name from them, so it must be there before they do.
         os.environ["FARM_WORKER_NAME"] = name
+        get_settings.cache_clear()
+    settings = get_settings()
+    if run_untagged is None:
+        run_untagged = settings.worker_run_untagged
     tag_list = [t for t in (tags or ",".join(settings.worker_tags)).split(",") if t]
-    qs = queues or ",".join(queues_for_worker(tag_list))
+    qs = queues or ",".join(queues_for_worker(tag_list, run_untagged=run_untagged))
     from farm.worker.run_job import app as celery_app
 
     celery_app.worker_main(
@@ -234,8 +255,13 @@ def flower(port: int | None) -> None:
 @click.option("--ref", default=None, help="branch or tag (default: the repo's HEAD)")
 @click.option("--commit", default=None, help="exact commit (default: the ref's tip)")
 @click.option("--var", "variables", multiple=True, help="KEY=VALUE pipeline variable")
-@click.option("--wait", is_flag=True, help="follow the build; exit 0 on success, 1 otherwise")
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="follow the build; exit 0 on success or blocked at a manual job, 1 otherwise",
+)
 @click.option("--json", "as_json", is_flag=True, help="print the build document as JSON")
+@click.option("--no-cache", is_flag=True, help="run every job: reuse no earlier job's result")
 @click.pass_context
 def submit(
     ctx: click.Context,
@@ -245,6 +271,7 @@ def submit(
     variables: tuple[str, ...],
     wait: bool,
     as_json: bool,
+    no_cache: bool,
 ) -> None:
     """Build REPO (a git URL or a local path) at a ref or commit."""
     path = Path(repo).expanduser()
@@ -257,6 +284,8 @@ def submit(
         "commit": commit,
         "variables": dict(_kv(v) for v in variables),
     }
+    if no_cache:
+        body["no_cache"] = True
     api_client = _api(ctx)
     build = api_client.json("POST", "/api/v1/builds", json=body)
     click.echo(
@@ -271,7 +300,9 @@ def submit(
         click.echo(json.dumps(build, indent=2))
     elif not wait:
         click.echo(build["id"])
-    if wait and build["status"] != BuildStatus.SUCCESS:
+    # Blocked at a manual gate: the build did all it does by itself (its deliverable is
+    # written); what is left waits for a person, so waiting succeeded (GitLab: "blocked").
+    if wait and build["status"] not in (BuildStatus.SUCCESS, BuildStatus.MANUAL):
         sys.exit(1)
 
 
@@ -301,7 +332,9 @@ def _kv(text: str) -> tuple[str, str]:
 
 
 def _summary(build: dict[str, Any], api_url: str) -> None:
-    click.echo(f"build {build['id']}: {build['status']}", err=True)
+    blocked = blocked_message(build)
+    word = f"blocked ({blocked})" if blocked else build["status"]
+    click.echo(f"build {build['id']}: {word}", err=True)
     if build.get("deliverable"):
         d = build["deliverable"]
         click.echo(f"deliverable {d['digest']}: {api_url}{d['url']}", err=True)
@@ -310,45 +343,25 @@ def _summary(build: dict[str, Any], api_url: str) -> None:
 @cli.command()
 @click.argument("build_id", type=int)
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--timings", is_flag=True, help="each job's timeline: where its time went")
 @click.pass_context
-def status(ctx: click.Context, build_id: int, as_json: bool) -> None:
+def status(ctx: click.Context, build_id: int, as_json: bool, timings: bool) -> None:
     """Show a build and its jobs."""
     build = _api(ctx).json("GET", f"/api/v1/builds/{build_id}")
     if as_json:
         click.echo(json.dumps(build, indent=2))
+        return
+    if timings:
+        show_timings(build)
         return
     click.echo(
         f"build {build['id']} · {build['project']} @ {build['ref']} "
         f"({build['commit'][:8]}): {build['status']}"
     )
     for job in build["jobs"]:
-        extra = f" exit={job['exit_code']}" if job.get("exit_code") is not None else ""
-        reason = f" ({job['reason']})" if job.get("reason") else ""
-        click.echo(
-            f"  {job['id']:>6}  {job['stage']:<10} {job['name']:<30} {job['status']}{extra}{reason}"
-        )
+        for line in job_lines(job):  # status, duration, attempt, coverage, tests
+            click.echo(line)
     _summary(build, ctx.obj)
-
-
-@cli.command()
-@click.argument("job_id", type=int)
-@click.option("-f", "--follow", "follow_", is_flag=True, help="keep reading while it runs")
-@click.pass_context
-def logs(ctx: click.Context, job_id: int, follow_: bool) -> None:
-    """Print a job's log (of its latest attempt)."""
-    api_client = _api(ctx)
-    cursor = 0
-    while True:
-        resp = api_client.request("GET", f"/api/v1/jobs/{job_id}/log", params={"after": cursor})
-        if resp.text:
-            sys.stdout.write(resp.text)
-            sys.stdout.flush()
-        cursor = int(resp.headers.get("X-Farm-Log-Cursor", cursor))
-        state = resp.headers.get("X-Farm-Job-Status", "")
-        if not follow_ or (state in FINAL_JOB and not resp.text):
-            return
-        if not resp.text:
-            time.sleep(0.5)
 
 
 @cli.command()
@@ -379,6 +392,10 @@ cli.add_command(token_cmd)
 cli.add_command(secret_cmd)
 cli.add_command(schedule_cmd)
 cli.add_command(open_cmd)
+cli.add_command(workers_cmd)
+cli.add_command(logs_cmd)
+cli.add_command(retry_cmd)
+cli.add_command(builds_cmd)
 
 
 def main() -> None:

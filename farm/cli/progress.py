@@ -70,3 +70,17 @@ def follow(api: ApiClient, build_id: int, interval: float = 0.5) -> dict[str, An
         if build["status"] in FINAL or build["status"] == BuildStatus.MANUAL:
             return build
         time.sleep(interval)
+
+
+def blocked_message(build: dict[str, Any]) -> str | None:
+    """For a build blocked at a manual gate: "waiting for manual job deploy" (the gates
+    that hold it: manual jobs not allowed to fail); None for any other build."""
+    if build.get("status") != BuildStatus.MANUAL:
+        return None
+    gates = [
+        j["name"]
+        for j in build.get("jobs", [])
+        if j["status"] == JobStatus.MANUAL and not j.get("allow_failure")
+    ]
+    names = ", ".join(gates) or "?"
+    return f"waiting for manual job{'s' if len(gates) > 1 else ''} {names}"

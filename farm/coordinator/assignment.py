@@ -23,7 +23,7 @@ from farm.domain.messages import (
     Limits,
     ServiceEntry,
 )
-from farm.domain.records import BuildRecord, JobRecord
+from farm.domain.records import BuildRecord, JobRecord, ref_variables
 from farm.domain.secrets import (
     DEFAULT_PROTECTED_REFS,
     ProjectSecrets,
@@ -83,11 +83,9 @@ def job_variables(
         "CI_API_V4_URL": settings.resolved_api_url + "/api/v1",
         "CI_COMMIT_SHA": build.commit,
         "CI_COMMIT_SHORT_SHA": build.commit[:8],
-        "CI_COMMIT_REF_NAME": ref,
-        "CI_COMMIT_REF_SLUG": "".join(c if c.isalnum() else "-" for c in ref.lower())[:63],
-        "CI_COMMIT_BRANCH": ref,
+        **ref_variables(build.ref_kind, ref),  # CI_COMMIT_REF_NAME, _BRANCH or _TAG
         "CI_COMMIT_REF_PROTECTED": "true" if protected else "false",
-        "CI_DEFAULT_BRANCH": "main",
+        "CI_DEFAULT_BRANCH": build.default_branch,
         "CI_JOB_ID": str(job.id),
         "CI_JOB_NAME": job.name,
         "CI_JOB_NAME_SLUG": "".join(c if c.isalnum() else "-" for c in job.name.lower())[:63],

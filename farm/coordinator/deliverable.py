@@ -41,6 +41,7 @@ def manifest_dict(build: BuildRecord) -> dict[str, Any]:
                 "exit_code": job.exit_code,
                 "started_at": _ts(job.started_at),
                 "finished_at": _ts(job.finished_at),
+                "cached": job.cached_from is not None,  # reused an identical job's result
                 "artifacts": arts,
             }
         )

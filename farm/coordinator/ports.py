@@ -82,7 +82,12 @@ class Store(Protocol):
         ``with_jobs=False``: the build's own fields only (``jobs`` is empty)."""
 
     def list_builds(
-        self, limit: int = 50, project: str | None = None, ref: str | None = None
+        self,
+        limit: int = 50,
+        project: str | None = None,
+        ref: str | None = None,
+        status: str | None = None,
+        offset: int = 0,
     ) -> list[BuildRecord]:
         """Newest builds first, without their jobs."""
 
@@ -132,6 +137,11 @@ class Store(Protocol):
     def jobs_with_status(self, statuses: Iterable[str]) -> list[JobRecord]:
         """Every job in one of ``statuses``, by id, without artifacts (watchdog, recovery)."""
 
+    def last_durations(self, project: str, names: Iterable[str]) -> dict[str, float]:
+        """For each of ``names``: seconds from claim to finish of the latest successful
+        job of that name in ``project`` that ran (not reused); names never seen are left
+        out (critical-path-first dispatch, ``coordinator/dispatch_order.py``)."""
+
     # --- the dispatch outbox -------------------------------------------------------------
 
     def outbox(
@@ -150,7 +160,8 @@ class Store(Protocol):
         self, attempts: Iterable[tuple[int, int]], at: datetime, epoch: str | None
     ) -> None:
         """The broker took the messages of these (job, attempt): record ``at`` and
-        ``epoch`` on those still pending in that attempt."""
+        ``epoch`` on those still in that attempt, pending or already claimed (a claim may
+        beat this write; ``at`` is then the timeline's ``queued`` mark)."""
 
     # --- resource groups ---------------------------------------------------------------
 

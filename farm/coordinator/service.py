@@ -61,13 +61,20 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from farm.coordinator.deliverable import deliverable_manifest
+from farm.coordinator.dispatch_order import DispatchOrder
 from farm.coordinator.groups import ResourceGroups
 from farm.coordinator.ports import Blobs, BrokerProbe, JobState, Queued, Store, StoredBlob
 from farm.coordinator.ports import Dispatcher as Dispatcher  # re-exported: callers import it here
+from farm.coordinator.result_cache import ResultCache
+from farm.coordinator.stuck import mark_stuck
+from farm.coordinator.timeline import at_report
+from farm.coordinator.withdraw import withdraw_queued
+from farm.domain import retry as retry_rule
 from farm.domain import state
 from farm.domain.clock import utcnow
 from farm.domain.messages import ArtifactReport
 from farm.domain.records import BuildRecord, JobRecord
+from farm.domain.retry import RetryNode
 from farm.domain.specs import Pipeline
 from farm.domain.state import JobNode
 from farm.domain.statuses import (
@@ -101,6 +108,8 @@ class JobResult:
     message: str = ""
     artifacts: tuple[ArtifactReport, ...] = ()
     coverage: float | None = None
+    tests: dict[str, Any] | None = None  # a messages.TestReport, from reports: junit
+    timeline: Mapping[str, float] | None = None  # the worker's marks (domain/timeline.py)
 
     @property
     def succeeded(self) -> bool:
@@ -231,6 +240,9 @@ class Coordinator:
     _sending: set[int] = field(default_factory=set, init=False, repr=False)
     _failures: int = field(default=0, init=False, repr=False)  # publishes failed in a row
     _retry_at: float = field(default=0.0, init=False, repr=False)  # monotonic; 0: no back-off
+    results: ResultCache | None = None  # reuses identical jobs' results (result_cache.py)
+    # Sends a batch of ready jobs longest remaining path first (dispatch_order.py).
+    _order: DispatchOrder = field(default_factory=DispatchOrder, init=False, repr=False)
 
     @property
     def groups(self) -> ResourceGroups:
@@ -266,9 +278,15 @@ class Coordinator:
         return self.store.get_build(build_id)
 
     def _advance(self, build_id: int) -> None:
+        # A step that reused cached results may have made more jobs ready: step again.
+        for _ in range(100_000):
+            if not self._advance_step(build_id):
+                return
+
+    def _advance_step(self, build_id: int) -> bool:
         build = self.store.get_build(build_id, with_jobs=False)
         if build.status in FINAL_BUILD:
-            return
+            return False
         shape = self._shape(build_id)
         states: dict[int, JobState] = {s.id: s for s in self.store.job_states(build_id)}
         nodes = shape.nodes(states)
@@ -286,6 +304,7 @@ class Coordinator:
                     nodes = shape.nodes(states)
                 if not changed:
                     break
+            ready = self._order.sort(self.store, build, shape.jobs, shape.ranks, ready)
             later = {job_id for job_id, _ in ready[_INLINE:]}
             if later:  # the watchdog pass sends these
                 self._unclaim(later)
@@ -296,10 +315,34 @@ class Coordinator:
                     len(later),
                 )
             now = [(self._pending(shape, states, job_id), cd) for job_id, cd in ready[:_INLINE]]
+            reused = self._reuse(build, shape, states, now)
+            if reused:
+                now = [item for item in now if item[0].id not in reused]
+                nodes = shape.nodes(states)
             self._publish(now, build)
         finally:
             self._unclaim(claimed)
         self._settle(build, nodes)
+        return bool(reused)
+
+    def _reuse(
+        self,
+        build: BuildRecord,
+        shape: _Shape,
+        states: dict[int, JobState],
+        ready: Sequence[tuple[JobRecord, float | None]],
+    ) -> set[int]:
+        """Finish the ready jobs whose results are cached (result_cache.py)."""
+        if self.results is None or not ready:
+            return set()
+        try:
+            done = self.results.reuse_ready(build, shape.jobs, shape.ranks, ready)
+        except Exception:  # the cache is an optimisation: run the jobs
+            log.exception("build %s: result cache lookup failed", build.id)
+            return set()
+        for job_id in done:
+            states[job_id] = _State(job_id, JobStatus.SUCCESS, states[job_id].attempt, 0)
+        return done
 
     def _claim_sending(self, ids: Sequence[int], claimed: set[int]) -> None:
         with self._lock:
@@ -395,32 +438,33 @@ class Coordinator:
         if status == build.status:
             return
         now = utcnow()
+        deliverable: StoredBlob | None = None
         if status not in FINAL_BUILD:
             fields: dict[str, Any] = {"status": status}
             if status == BuildStatus.RUNNING and build.started_at is None:
                 fields["started_at"] = now
+            if status == BuildStatus.MANUAL:
+                # Blocked at a manual gate (GitLab's "blocked"): the build did all it will
+                # do by itself, so what it made is deliverable now; the gate's jobs, once
+                # played, finish the build and its deliverable is written again.
+                deliverable = self._write_deliverable(build.id, None, BuildStatus.MANUAL)
+                fields["deliverable_digest"] = deliverable.digest
             if self.store.cas_build(build.id, [build.status], **fields):
+                self._add_deliverable(build.id, deliverable)
                 self.build_changed(build.id)
             return
         fields = {"status": status, "finished_at": now}
-        deliverable: StoredBlob | None = None
         if status == BuildStatus.SUCCESS:
             # Stored before the build's final compare-and-set: if the blob store fails, the
             # build stays unfinished and the next advance (a repeated report, a recovery)
             # stores it. Two settlers may both store one; the CAS picks the build's.
             deliverable = self._write_deliverable(build.id, now)
             fields["deliverable_digest"] = deliverable.digest
+        elif build.deliverable_digest:
+            fields["deliverable_digest"] = None  # a gate played after all, and it failed
         if not self.store.cas_build(build.id, _NOT_FINAL, **fields):
             return  # settled by someone else
-        if deliverable is not None:
-            self.store.add_artifact(
-                build_id=build.id,
-                job_id=None,
-                name="deliverable.json",
-                kind=ArtifactKind.DELIVERABLE,
-                digest=deliverable.digest,
-                size=deliverable.size,
-            )
+        self._add_deliverable(build.id, deliverable)
         finished = self.store.get_build(build.id)
         log.info("build %s finished: %s", build.id, status)
         self.build_changed(build.id)
@@ -442,11 +486,28 @@ class Coordinator:
             except Exception:
                 log.exception("on_build_changed hook failed for build %s", build_id)
 
-    def _write_deliverable(self, build_id: int, finished_at: datetime) -> StoredBlob:
+    def _write_deliverable(
+        self,
+        build_id: int,
+        finished_at: datetime | None,
+        status: BuildStatus = BuildStatus.SUCCESS,
+    ) -> StoredBlob:
         build = dataclasses.replace(
-            self.store.get_build(build_id), status=BuildStatus.SUCCESS, finished_at=finished_at
+            self.store.get_build(build_id), status=status, finished_at=finished_at
         )
         return self.blobs.put_stream(iter([deliverable_manifest(build)]))
+
+    def _add_deliverable(self, build_id: int, deliverable: StoredBlob | None) -> None:
+        """Record a stored deliverable as the build's artifact (it keeps the blob alive)."""
+        if deliverable is not None:
+            self.store.add_artifact(
+                build_id=build_id,
+                job_id=None,
+                name="deliverable.json",
+                kind=ArtifactKind.DELIVERABLE,
+                digest=deliverable.digest,
+                size=deliverable.size,
+            )
 
     # --- sending messages (the outbox) ---------------------------------------------------
 
@@ -477,6 +538,9 @@ class Coordinator:
             if job.build_id not in builds:
                 builds[job.build_id] = self.store.get_build(job.build_id, with_jobs=False)
         epoch = self._epoch_before_sending()
+        # The timeline's ``queued`` mark: taken before sending, written after (the outbox
+        # needs the broker's answer first), also on jobs a worker claimed meanwhile.
+        queued = utcnow()
         sent: list[tuple[int, int]] = []
         try:
             for job, countdown in items:
@@ -497,7 +561,7 @@ class Coordinator:
             return len(sent)
         finally:
             if sent:
-                self.store.mark_queued(sent, utcnow(), epoch)
+                self.store.mark_queued(sent, queued, epoch)
 
     def _epoch_before_sending(self) -> str | None:
         """The broker epoch to record with messages about to be sent. Read *before*
@@ -666,6 +730,7 @@ class Coordinator:
             return self.store.get_job(job_id)
         status = JobStatus.SUCCESS if result.succeeded else JobStatus.FAILED
         reason = result.reason or (None if result.succeeded else FailureReason.SCRIPT_FAILURE)
+        marks = at_report(job, result.timeline, time.time())
         if not self.store.cas_job(
             job_id,
             [JobStatus.RUNNING],
@@ -675,6 +740,8 @@ class Coordinator:
             reason=reason,
             finished_at=utcnow(),
             coverage=result.coverage,
+            test_report=result.tests,
+            timeline=marks,
         ):
             return self.store.get_job(job_id)
         now = utcnow()
@@ -690,8 +757,23 @@ class Coordinator:
                 expires_at=now + timedelta(seconds=art.expire_in) if art.expire_in else None,
             )
         self._release(job)
+        if result.succeeded:
+            self._remember(job)
         self._advance(job.build_id)
+        marks["next_dispatched"] = time.time()
+        self.store.cas_job(job_id, [status], expect_attempt=attempt, timeline=marks)
         return self.store.get_job(job_id)
+
+    def _remember(self, job: JobRecord) -> None:
+        """Remember a job that ran and succeeded in the result cache (result_cache.py)."""
+        if self.results is None:
+            return
+        try:
+            shape = self._shape(job.build_id)
+            build = self.store.get_build(job.build_id, with_jobs=False)
+            self.results.remember(build, job, shape.jobs, shape.ranks)
+        except Exception:
+            log.exception("job %s: could not remember its result", job.id)
 
     def _release(self, job: JobRecord) -> None:
         """A job reached a final status: free its resource group, wake who waits on it."""
@@ -721,6 +803,8 @@ class Coordinator:
         shape = self._shape(build_id)
         for job_id in canceled:
             self._release(shape.job(job_id))
+        # Their queued messages go too: on a queue no worker serves they would stay forever.
+        withdraw_queued(self.dispatcher, [shape.job(job_id) for job_id in canceled])
         self._advance(build_id)
         return self.store.get_build(build_id, with_jobs=False)
 
@@ -747,6 +831,53 @@ class Coordinator:
         self._publish([(self.store.get_job(job_id), None)], build)
         return self.store.get_job(job_id)
 
+    def retry(self, build_id: int, job_id: int | None = None) -> BuildRecord:
+        """Run failed/canceled jobs again (one job, or all of the build's): each gets a new
+        attempt, the skipped/canceled jobs below them go back to ``created``
+        (``domain.retry``), and a finished build runs again. Returns the build."""
+        build = self.store.get_build(build_id)
+        rank = {name: i for i, name in enumerate(build.stages)}
+        nodes = [
+            RetryNode(
+                j.name,
+                j.status,
+                rank.get(j.stage, len(rank)),
+                None if j.spec.needs is None else tuple(n.job for n in j.spec.needs),
+            )
+            for j in build.jobs
+        ]
+        named = {j.name: j for j in build.jobs}
+        asked = retry_rule.retryable(nodes)
+        if job_id is not None:
+            job = next((j for j in build.jobs if j.id == job_id), None)
+            if job is None or job.status not in retry_rule.RETRYABLE:
+                what = job.status if job is not None else "not in this build"
+                raise Conflict(f"job {job_id} is {what}: only failed or canceled jobs retry")
+            asked = [job.name]
+        plan = retry_rule.plan_retry(nodes, asked)
+        reset = 0
+        for name in (*plan.retried, *plan.downstream):
+            job = named[name]
+            # A job that ran keeps that attempt's log: it runs again as the next attempt.
+            ran = name in plan.retried or job.started_at is not None
+            fields = _reset(job.attempt + 1) if ran else {"reason": None, "finished_at": None}
+            reset += self.store.cas_job(
+                job.id,
+                [job.status],
+                expect_attempt=job.attempt,
+                status=JobStatus.CREATED,
+                test_report=None,
+                **fields,
+            )
+        if not reset:
+            raise Conflict(f"build {build_id} has no failed or canceled job to retry")
+        self.store.update_build(build_id, cancel_requested=False)
+        again = [s for s in BuildStatus if s != BuildStatus.RUNNING]
+        if self.store.cas_build(build_id, again, status=BuildStatus.RUNNING, finished_at=None):
+            self.build_changed(build_id)
+        self._advance(build_id)
+        return self.store.get_build(build_id, with_jobs=False)
+
     # --- recovery --------------------------------------------------------------------
 
     def watchdog(self) -> list[int]:
@@ -757,6 +888,7 @@ class Coordinator:
             self.sweep()
         except Exception as exc:  # the database or the broker: the next pass tries again
             log.error("outbox pass failed: %s", exc)
+        mark_stuck(self.store, self.settings)  # issue 10: farm/coordinator/stuck.py
         return touched
 
     def _lost_attempts(self) -> list[int]:

@@ -67,6 +67,10 @@ class Source:
     subdir: str  # "" for the repository root
     project: str
     commit_time: int
+    # GitLab's two kinds of ref (a build is for a branch or for a tag); "commit" when the
+    # ref is neither (a bare sha, a detached HEAD). ``ref`` is then the short name.
+    ref_kind: str = "branch"
+    default_branch: str = "main"  # the repository's HEAD branch (CI_DEFAULT_BRANCH)
 
     @property
     def treeish(self) -> str:
@@ -168,6 +172,53 @@ def _mirror(url: str, cache: Path) -> Path:
     return dest
 
 
+# gitrevisions(7): the order git tries a short ref name in (a tag before a branch).
+_REF_RULES = ("refs/{}", "refs/tags/{}", "refs/heads/{}", "refs/remotes/{}", "refs/remotes/{}/HEAD")
+
+
+def _exists(git_dir: Path, full: str) -> bool:
+    return _run(git_dir, "show-ref", "--verify", "--quiet", full).returncode == 0
+
+
+def resolve_ref(git_dir: Path, ref: str) -> tuple[str, str]:
+    """``ref`` as builds name it and its kind: ("main", "branch"), ("v1", "tag").
+
+    Resolved as git does (``refs/heads/x`` and ``refs/tags/x`` are taken as given; a
+    short name tries a tag before a branch). A branch a tag of the same name would
+    shadow keeps its full name, so resolving the stored ref again finds the branch.
+    Neither (a sha, a detached HEAD): the ref unchanged, kind "commit".
+    """
+    if ref == "HEAD":
+        proc = _run(git_dir, "symbolic-ref", "--quiet", "HEAD")
+        head = proc.stdout.decode(errors="replace").strip()
+        if proc.returncode != 0 or not head:
+            return ref, "commit"
+        ref = head
+    rules = ("{}",) if ref.startswith("refs/") else _REF_RULES
+    full = next((r.format(ref) for r in rules if _exists(git_dir, r.format(ref))), None)
+    if full is None:
+        return ref, "commit"
+    if full.startswith("refs/tags/"):
+        return full.removeprefix("refs/tags/"), "tag"
+    if full.startswith("refs/heads/"):
+        name = full.removeprefix("refs/heads/")
+        return (full if _exists(git_dir, f"refs/tags/{name}") else name), "branch"
+    if full.startswith("refs/remotes/"):
+        return full.removeprefix("refs/remotes/").removesuffix("/HEAD"), "branch"
+    return ref, "commit"
+
+
+def default_branch(git_dir: Path) -> str:
+    """The repository's default branch: its origin's HEAD (a clone), else its own HEAD
+    (a bare repository or a mirror: the remote's default); "main" if HEAD is detached."""
+    for target in ("refs/remotes/origin/HEAD", "HEAD"):
+        proc = _run(git_dir, "symbolic-ref", "--quiet", "--short", target)
+        name = proc.stdout.decode(errors="replace").strip()
+        if proc.returncode == 0 and name:
+            return name.removeprefix("origin/") if target != "HEAD" else name
+    return "main"
+
+
 def resolve(repo: str, ref: str | None, commit: str | None, mirror_dir: Path) -> Source:
     """Find the repository, the ref and the exact commit; SourceError naming what is wrong.
 
@@ -227,4 +278,5 @@ def resolve(repo: str, ref: str | None, commit: str | None, mirror_dir: Path) ->
         except SourceError as exc:
             raise SourceError(f"ref {ref!r} does not exist in {repo!r}") from exc
     when = int(_git(git_dir, "show", "-s", "--format=%ct", sha).strip() or 0)
-    return Source(repo, git_dir, ref, sha, subdir, project, when)
+    name, kind = resolve_ref(git_dir, ref)
+    return Source(repo, git_dir, name, sha, subdir, project, when, kind, default_branch(git_dir))

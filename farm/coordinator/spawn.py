@@ -45,6 +45,8 @@ def spawn_job(
         project=parent.project,
         repo=parent.repo,
         ref=parent.ref,
+        ref_kind=parent.ref_kind,
+        default_branch=parent.default_branch,
         commit=parent.commit,
         pipeline_file=parent.pipeline_file,
         pipeline_digest=parent.pipeline_digest,

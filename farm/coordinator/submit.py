@@ -13,7 +13,14 @@ from pathlib import Path
 
 from farm.coordinator.service import Coordinator, digest_text
 from farm.coordinator.source import Source, resolve
-from farm.domain.records import BuildOrigin, BuildRecord, NewBuild, PipelineSource
+from farm.domain.records import (
+    BuildOrigin,
+    BuildRecord,
+    NewBuild,
+    PipelineSource,
+    ref_variables,
+)
+from farm.domain.result_key import OPT_OUT_VARIABLE
 from farm.domain.specs import PipelineContext, PipelineLimits
 from farm.domain.state import is_interruptible, queue_for
 from farm.domain.statuses import FINAL_BUILD, BuildStatus
@@ -34,29 +41,25 @@ class Submission:
     commit: str | None = None
     variables: tuple[tuple[str, str], ...] = ()
     secrets: tuple[tuple[str, str], ...] = ()  # masked variables
+    no_cache: bool = False  # reuse no earlier job's result (farm/domain/result_key.py)
     source: str = PipelineSource.API  # CI_PIPELINE_SOURCE: what started the build
     origin: BuildOrigin | None = None  # the git host to report the commit status to
 
 
 def predefined_variables(src: Source, source_kind: str) -> dict[str, str]:
-    """GitLab's predefined variables known before the build exists."""
-    is_tag = src.ref.startswith("refs/tags/")
-    ref_name = src.ref.removeprefix("refs/heads/").removeprefix("refs/tags/")
-    out = {
+    """GitLab's predefined variables known before the build exists (what rules see)."""
+    return {
         "CI": "true",
         "FARM": "true",
         "GITLAB_CI": "true",  # many real pipelines branch on this
         "CI_COMMIT_SHA": src.commit,
         "CI_COMMIT_SHORT_SHA": src.commit[:8],
-        "CI_COMMIT_REF_NAME": ref_name,
-        "CI_COMMIT_REF_SLUG": _slug(ref_name),
         "CI_PROJECT_NAME": src.project,
         "CI_PROJECT_PATH": src.project,
-        "CI_DEFAULT_BRANCH": "main",
+        "CI_DEFAULT_BRANCH": src.default_branch,
         "CI_PIPELINE_SOURCE": source_kind,
+        **ref_variables(src.ref_kind, src.ref),
     }
-    out["CI_COMMIT_TAG" if is_tag else "CI_COMMIT_BRANCH"] = ref_name
-    return out
 
 
 def pipeline_limits(settings: Settings) -> PipelineLimits:
@@ -83,11 +86,6 @@ def catalog_reader(root: Path) -> Callable[[str], str | None]:
         return target.read_text(encoding="utf-8", errors="replace")
 
     return read
-
-
-def _slug(value: str) -> str:
-    slug = "".join(c if c.isalnum() else "-" for c in value.lower())[:63]
-    return slug.strip("-")
 
 
 def submit(coord: Coordinator, sub: Submission) -> BuildRecord:
@@ -132,12 +130,15 @@ def submit(coord: Coordinator, sub: Submission) -> BuildRecord:
         project=src.project,
         repo=sub.repo,
         ref=src.ref,
+        ref_kind=src.ref_kind,
+        default_branch=src.default_branch,
         commit=src.commit,
         pipeline_file=name,
         pipeline_digest=digest_text(text),
         snapshot_digest=snapshot.digest,
         stages=pipeline.stages,
-        variables=dict(sub.variables),  # job specs already carry the pipeline's own
+        # Job specs already carry the pipeline's own; --no-cache is a build variable.
+        variables={**dict(sub.variables), **({OPT_OUT_VARIABLE: "false"} if sub.no_cache else {})},
         jobs=tuple((job, queue_for(job.tags)) for job in pipeline.jobs),
         secrets=dict(sub.secrets),
         source=sub.source,

@@ -17,7 +17,7 @@ keyed by that text: nothing can go stale).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -47,6 +47,7 @@ from farm.db.project_secrets import ProjectSecretsMixin
 from farm.db.secrets import SecretBox
 from farm.db.session import aware, transaction
 from farm.db.tables import ArtifactRow, BuildRow, JobRow, LogChunkRow, ResourceGroupRow
+from farm.db.workers import WorkersMixin
 from farm.domain.clock import utcnow
 from farm.domain.logs import fit_chunk
 from farm.domain.records import (
@@ -108,6 +109,11 @@ class JobLine:
     allow_failure: bool
     needs: tuple[str, ...] | None
     artifacts: tuple[ArtifactRecord, ...]
+    test_report: dict[str, Any] | None = None  # a messages.TestReport
+    environment: dict[str, Any] | None = None  # the spec's environment: (name, url, action)
+    stuck_reason: str | None = None  # shown while pending (farm.coordinator.stuck)
+    timeline: dict[str, float] | None = None  # issue 11 (farm/domain/timeline.py)
+    cached: bool = False  # its result was reused from an identical earlier job
 
 
 def _select_jobs() -> Select[Any]:
@@ -148,6 +154,12 @@ def _artifact(row: Any) -> ArtifactRecord:
     )
 
 
+def _environment(spec: JobSpec) -> dict[str, Any] | None:
+    """The ``jobs.environment`` column of a spec: its ``environment:``, as JSON."""
+    env = spec.environment
+    return None if env is None else {"name": env.name, "url": env.url, "action": env.action}
+
+
 def _job(row: Any, artifacts: Iterable[Any] = ()) -> JobRecord:
     """A record of a row of :func:`_select_jobs` (by mapping: 10x faster than attributes)."""
     r = row._mapping
@@ -171,6 +183,11 @@ def _job(row: Any, artifacts: Iterable[Any] = ()) -> JobRecord:
         log_bytes=r["log_bytes"],
         coverage=r["coverage"],
         artifacts=tuple(_artifact(a) for a in artifacts),
+        stuck_reason=r["stuck_reason"],
+        test_report=r["test_report"],
+        queued_at=aware(r["queued_at"]),
+        timeline=r["timeline"],
+        cached_from=r["cached_from"],
     )
 
 
@@ -198,6 +215,8 @@ def _build(box: SecretBox, row: BuildRow, jobs: tuple[JobRecord, ...] = ()) -> B
         parent_build_id=row.parent_build_id,
         source=row.source or PipelineSource.API,
         origin=_origin(row),
+        ref_kind=row.ref_kind or "branch",
+        default_branch=row.default_branch or "main",
     )
 
 
@@ -207,7 +226,7 @@ def _origin(row: BuildRow) -> BuildOrigin | None:
     return BuildOrigin(row.origin_host, row.origin_api_url, row.origin_project)
 
 
-class Store(CacheIndexMixin, ProjectSecretsMixin):
+class Store(CacheIndexMixin, ProjectSecretsMixin, WorkersMixin):
     """SQLAlchemy-backed persistence; methods are short transactions."""
 
     def __init__(self, sessions: sessionmaker[Session], secrets: SecretBox | None = None) -> None:
@@ -251,6 +270,8 @@ class Store(CacheIndexMixin, ProjectSecretsMixin):
                 secrets=self._box.seal(new.secrets),  # encrypted at rest
                 parent_build_id=new.parent_build_id,
                 source=new.source,
+                ref_kind=new.ref_kind,
+                default_branch=new.default_branch,
                 origin_host=new.origin.host if new.origin else None,
                 origin_api_url=new.origin.api_url if new.origin else None,
                 origin_project=new.origin.project if new.origin else None,
@@ -270,6 +291,7 @@ class Store(CacheIndexMixin, ProjectSecretsMixin):
                     "lost_count": 0,
                     "log_bytes": 0,
                     "resource_group": spec.resource_group,
+                    "environment": _environment(spec),
                 }
                 for pos, (spec, queue) in enumerate(new.jobs)
             ]
@@ -292,6 +314,36 @@ class Store(CacheIndexMixin, ProjectSecretsMixin):
             ).all()
             arts = self._job_artifacts(s, build_id)
             return _build(self._box, row, tuple(_job(j, arts.get(j.id, ())) for j in job_rows))
+
+    def jobs_of_build(
+        self,
+        build_id: int,
+        *,
+        names: Collection[str] | None = None,
+        stages: Collection[str] | None = None,
+    ) -> list[JobRecord]:
+        """Some jobs of a build with their artifacts, by position: those called one of
+        ``names`` or in one of ``stages`` (either filter may be None: no filter on it;
+        both None: every job). A claim reads only the jobs its assignment needs."""
+        c = _JOBS.c
+        q = _select_jobs().where(c.build_id == build_id)
+        if names is not None:
+            q = q.where(c.name.in_(list(names)))
+        if stages is not None:
+            q = q.where(c.stage.in_(list(stages)))
+        with self._sessions() as s:
+            rows = s.execute(q.order_by(c.position)).all()
+            if not rows:
+                return []
+            ids = {r.id for r in rows}
+            if len(ids) > 500:  # not a bound-parameter per job: the build's, filtered here
+                arts = self._job_artifacts(s, build_id)
+            else:
+                arts = {}
+                aq = select(_ARTIFACTS).where(_ARTIFACTS.c.job_id.in_(ids))
+                for a in s.execute(aq.order_by(_ARTIFACTS.c.id)):
+                    arts.setdefault(a.job_id, []).append(a)
+            return [_job(r, arts.get(r.id, ())) for r in rows]
 
     @staticmethod
     def _job_artifacts(s: Session, build_id: int) -> dict[int, list[Any]]:
@@ -327,10 +379,15 @@ class Store(CacheIndexMixin, ProjectSecretsMixin):
                     c.started_at,
                     c.finished_at,
                     c.coverage,
+                    c.stuck_reason,
                     spec["image"].as_string().label("image"),
                     spec["when"].as_string().label("when"),
                     spec["allow_failure"].as_boolean().label("allow_failure"),
                     spec["needs"].label("needs"),
+                    c.test_report,
+                    c.environment,
+                    c.timeline,
+                    c.cached_from,
                 )
                 .where(c.build_id == build_id)
                 .order_by(c.position)
@@ -355,17 +412,29 @@ class Store(CacheIndexMixin, ProjectSecretsMixin):
                     allow_failure=bool(r.allow_failure),
                     needs=None if r.needs is None else tuple(n["job"] for n in r.needs),
                     artifacts=tuple(_artifact(a) for a in arts.get(r.id, ())),
+                    stuck_reason=r.stuck_reason,
+                    test_report=r.test_report,
+                    environment=r.environment,
+                    timeline=r.timeline,
+                    cached=r.cached_from is not None,
                 )
                 for r in rows
             ]
             return _build(self._box, row), lines
 
     def list_builds(
-        self, limit: int = 50, project: str | None = None, ref: str | None = None
+        self,
+        limit: int = 50,
+        project: str | None = None,
+        ref: str | None = None,
+        status: str | None = None,
+        offset: int = 0,
     ) -> list[BuildRecord]:
-        """Newest builds first, without their jobs."""
+        """Newest builds first, without their jobs; ``offset`` skips the newest ones."""
         with self._sessions() as s:
-            q = select(BuildRow).order_by(BuildRow.id.desc()).limit(limit)
+            q = select(BuildRow).order_by(BuildRow.id.desc()).limit(limit).offset(offset)
+            if status:
+                q = q.where(BuildRow.status == status)
             if project:
                 q = q.where(BuildRow.project == project)
             if ref:
@@ -481,6 +550,34 @@ class Store(CacheIndexMixin, ProjectSecretsMixin):
             q = _select_jobs().where(_JOBS.c.status.in_(list(statuses))).order_by(_JOBS.c.id)
             return [_job(r) for r in s.execute(q)]
 
+    def last_durations(self, project: str, names: Iterable[str]) -> dict[str, float]:
+        """Seconds from claim to finish of the latest successful, executed (not reused)
+        job of each name in ``project`` (issue 11: critical-path-first dispatch)."""
+        wanted = sorted(set(names))
+        if not wanted:
+            return {}
+        c, b = _JOBS.c, cast(Table, BuildRow.__table__).c
+        out: dict[str, float] = {}
+        with self._sessions() as s:
+            for i in range(0, len(wanted), _IN_CHUNK):
+                latest = (
+                    select(func.max(c.id))
+                    .join_from(_JOBS, BuildRow.__table__, b.id == c.build_id)
+                    .where(
+                        b.project == project,
+                        c.name.in_(wanted[i : i + _IN_CHUNK]),
+                        c.status == JobStatus.SUCCESS,
+                        c.cached_from.is_(None),
+                        c.started_at.is_not(None),
+                        c.finished_at.is_not(None),
+                    )
+                    .group_by(c.name)
+                )
+                q = select(c.name, c.started_at, c.finished_at).where(c.id.in_(latest))
+                for name, started, finished in s.execute(q):
+                    out[name] = max(0.0, (aware(finished) - aware(started)).total_seconds())
+        return out
+
     # --- the dispatch outbox -------------------------------------------------------------
 
     def outbox(
@@ -520,7 +617,9 @@ class Store(CacheIndexMixin, ProjectSecretsMixin):
     def mark_queued(
         self, attempts: Iterable[tuple[int, int]], at: datetime, epoch: str | None
     ) -> None:
-        """Record that the broker took the message of each (job, attempt) still pending."""
+        """Record that the broker took the message of each (job, attempt) still in that
+        attempt, whatever its status: a worker may have claimed it already (the timeline's
+        ``queued`` mark); the outbox only ever reads pending jobs."""
         params = [{"jid": j, "att": a} for j, a in attempts]
         if not params:
             return
@@ -529,7 +628,6 @@ class Store(CacheIndexMixin, ProjectSecretsMixin):
             .where(
                 _JOBS.c.id == bindparam("jid"),
                 _JOBS.c.attempt == bindparam("att"),
-                _JOBS.c.status == JobStatus.PENDING,
             )
             .values(queued_at=at, queued_epoch=epoch)
         )

@@ -62,6 +62,10 @@ class BuildRow(Base):
     origin_api_url: Mapped[str | None] = mapped_column(Text, nullable=True)
     origin_project: Mapped[str | None] = mapped_column(String(255), nullable=True)
     status_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # A branch's or a tag's build (CI_COMMIT_BRANCH / CI_COMMIT_TAG), and the repository's
+    # default branch when it was submitted (CI_DEFAULT_BRANCH).
+    ref_kind: Mapped[str] = mapped_column(String(16), default="branch", server_default="branch")
+    default_branch: Mapped[str] = mapped_column(String(255), default="main", server_default="main")
 
 
 class JobRow(Base):
@@ -98,6 +102,17 @@ class JobRow(Base):
     # the job token handed out with the claim; logs and results must come with both.
     claimed_by_token: Mapped[int | None] = mapped_column(Integer, nullable=True)
     job_token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Issue 11: the attempt's timeline (farm/domain/timeline.py) and, for a job whose
+    # result was reused from an earlier identical job, that job's id.
+    timeline: Mapped[dict[str, float] | None] = mapped_column(JSON, nullable=True)
+    cached_from: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Totals and failing cases of artifacts: reports: junit (messages.TestReport), and the
+    # job's environment: (name, url, action) from its spec (migration 0011).
+    test_report: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    environment: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # Why a pending job waits with no worker to take it (issue 10): set by the watchdog
+    # after FARM_STUCK_AFTER, cleared once a live worker serves its queue.
+    stuck_reason: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
 
 class ArtifactRow(Base):
@@ -129,6 +144,17 @@ class LogChunkRow(Base):
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     attempt: Mapped[int] = mapped_column(Integer)
     data: Mapped[str] = mapped_column(Text)
+
+
+class ResultCacheRow(Base):
+    """``result_cache``: a job result key (farm/domain/result_key.py) → the successful job
+    whose result, log and artifacts a job with the same key reuses."""
+
+    __tablename__ = "result_cache"
+
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class CacheRow(Base):
@@ -335,3 +361,18 @@ class ScheduleRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class WorkerRow(Base):
+    """``workers``: the last heartbeat of each worker (``POST /api/v1/worker/heartbeat``)."""
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    queues: Mapped[list[str]] = mapped_column(JSON, default=list)
+    slots: Mapped[int] = mapped_column(Integer, default=1)
+    running: Mapped[list[int]] = mapped_column(JSON, default=list)  # job ids
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

@@ -55,6 +55,7 @@ __all__ = [
     "LogReply",
     "LogRequest",
     "ServiceEntry",
+    "TestReport",
     "check_protocol",
 ]
 
@@ -102,6 +103,19 @@ def check_protocol(theirs: int, *, sender: str = "worker", receiver: str = "API"
     )
 
 
+# The worker-side marks a finish report may carry (farm/domain/timeline.py orders them).
+TimelineMark = Literal[
+    "worker_claimed",
+    "inputs_ready",
+    "container_create",
+    "container_started",
+    "container_exited",
+    "outputs_stored",
+    "report_sent",
+]
+MarkTime = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
 class _Message(BaseModel):
     """Immutable; unknown keys are ignored (a tolerant reader within one protocol)."""
 
@@ -130,6 +144,7 @@ class ArtifactRules(_Message):
     expire_in: Annotated[int, Field(ge=0, le=_INT64)] | None = None  # seconds; None = never
     name: Text | None = None
     dotenv: list[Text] = Field(default_factory=list)  # reports: dotenv files
+    junit: list[Text] = Field(default_factory=list)  # reports: junit files (globs)
 
     @classmethod
     def of(cls, spec: ArtifactSpec) -> ArtifactRules:
@@ -142,6 +157,7 @@ class ArtifactRules(_Message):
             expire_in=spec.expire_in,
             name=spec.name,
             dotenv=list(spec.dotenv),
+            junit=list(spec.junit),
         )
 
 
@@ -337,6 +353,31 @@ class ArtifactReport(_Message):
     files: list[PathText] = Field(default_factory=list, max_length=MAX_FILES)
 
 
+MAX_FAILED_CASES = 100  # failing test cases kept per job (the totals count them all)
+_CaseText = Annotated[str, StringConstraints(max_length=4096)]
+
+
+class FailedCase(_Message):
+    """One failing (or erroring) test case of a JUnit report."""
+
+    name: _CaseText = ""
+    classname: _CaseText = ""
+    message: _CaseText = ""
+
+
+class TestReport(_Message):
+    """Totals of a job's ``artifacts: reports: junit`` files and its failing cases."""
+
+    __test__ = False  # not a pytest test class, despite its name
+
+    tests: Annotated[int, Field(ge=0, le=_INT32)] = 0
+    failures: Annotated[int, Field(ge=0, le=_INT32)] = 0
+    errors: Annotated[int, Field(ge=0, le=_INT32)] = 0
+    skipped: Annotated[int, Field(ge=0, le=_INT32)] = 0
+    time: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    failed: list[FailedCase] = Field(default_factory=list, max_length=MAX_FAILED_CASES)
+
+
 class FinishReport(_Versioned):
     """How an attempt ended (``POST …/jobs/{id}/finish``)."""
 
@@ -349,6 +390,10 @@ class FinishReport(_Versioned):
     coverage: float | None = Field(
         default=None, ge=0, allow_inf_nan=False, description="from the coverage: regex"
     )
+    timeline: dict[TimelineMark, MarkTime] | None = Field(
+        default=None, description="worker-side marks of the attempt (epoch seconds)"
+    )
+    tests: TestReport | None = None  # from artifacts: reports: junit
 
 
 class FinishReply(_Message):

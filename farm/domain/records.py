@@ -50,6 +50,33 @@ class JobRecord:
     log_bytes: int = 0
     coverage: float | None = None
     artifacts: tuple[ArtifactRecord, ...] = ()
+    stuck_reason: str | None = None  # why it waits with no worker (issue 10)
+    test_report: dict[str, Any] | None = None  # a messages.TestReport (reports: junit)
+    queued_at: datetime | None = None  # when the broker took its message
+    timeline: dict[str, float] | None = None  # farm/domain/timeline.py (epoch seconds)
+    cached_from: int | None = None  # the job whose recorded result this one reused
+
+
+class RefKind(StrEnum):
+    """What a build's ref names: GitLab builds a branch or a tag (``CI_COMMIT_TAG``)."""
+
+    BRANCH = "branch"
+    TAG = "tag"
+    COMMIT = "commit"  # neither: a sha or a detached HEAD was given as the ref
+
+
+def ref_variables(kind: str, ref: str) -> dict[str, str]:
+    """GitLab's variables naming a build's ref: ``CI_COMMIT_REF_NAME``/``_SLUG`` (the short
+    name either way) and ``CI_COMMIT_TAG`` for a tag's build or ``CI_COMMIT_BRANCH`` for
+    a branch's, never both; a build of a bare commit has neither."""
+    name = ref.removeprefix("refs/heads/").removeprefix("refs/tags/")
+    slug = "".join(c if c.isalnum() else "-" for c in name.lower())[:63].strip("-")
+    out = {"CI_COMMIT_REF_NAME": name, "CI_COMMIT_REF_SLUG": slug}
+    if kind == RefKind.TAG:
+        out["CI_COMMIT_TAG"] = name
+    elif kind == RefKind.BRANCH:
+        out["CI_COMMIT_BRANCH"] = name
+    return out
 
 
 class PipelineSource(StrEnum):
@@ -100,6 +127,8 @@ class BuildRecord:
     parent_build_id: int | None = None
     source: str = PipelineSource.API  # a PipelineSource word (kept open: older rows)
     origin: BuildOrigin | None = None  # None: not from a git host's webhook
+    ref_kind: str = RefKind.BRANCH  # a RefKind word: the build is for a branch or a tag
+    default_branch: str = "main"  # the repository's default branch (CI_DEFAULT_BRANCH)
 
     def job_named(self, name: str) -> JobRecord | None:
         """The job called ``name`` in this build, if any."""
@@ -125,6 +154,8 @@ class NewBuild:
     parent_build_id: int | None = None
     source: str = PipelineSource.API
     origin: BuildOrigin | None = None
+    ref_kind: str = RefKind.BRANCH
+    default_branch: str = "main"
 
 
 @dataclass(frozen=True)

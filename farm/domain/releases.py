@@ -5,7 +5,10 @@ A release binds ``(project, version)`` to one green build and its deliverable, f
 - **immutable**: a version is never re-pointed (409); re-posting the same build under
   the same version is an idempotent no-op, so a retried request does not fail;
 - **only green builds**: a build still running is a 409 (retry later), a failed or
-  canceled one a 422 (it never will be releasable);
+  canceled one a 422 (it never will be releasable). A build blocked at a manual gate
+  (status ``manual``, GitLab's "blocked") is green so far and has its deliverable: it
+  may be released (the release pins that deliverable; playing the gate later writes the
+  build a new one, never the release's);
 - **deletable only when unreferenced**: a release is *referenced* while it is the
   latest release of its project (what "current" resolves to) or while a rollout
   points at it. A referenced release answers 409 on DELETE.
@@ -21,6 +24,8 @@ from collections.abc import Iterable
 from farm.domain.statuses import RED_BUILD, BuildStatus
 from farm.errors import Conflict, InvalidRequest
 
+# A blocked build (``manual``) has done all it does by itself: its deliverable stands.
+RELEASABLE_BUILD = frozenset({BuildStatus.SUCCESS, BuildStatus.MANUAL})
 VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
 
 
@@ -48,7 +53,7 @@ def check_releasable(
         raise InvalidRequest(
             f"build {build_id} is {status}: only a successful build can be released"
         )
-    if status != BuildStatus.SUCCESS or not deliverable_digest:
+    if status not in RELEASABLE_BUILD or not deliverable_digest:
         raise Conflict(
             f"build {build_id} is {status}, not finished: "
             "only a successful build can be released (wait for it)"

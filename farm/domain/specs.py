@@ -35,6 +35,7 @@ class ArtifactSpec:
     expire_in: int | None = None  # seconds; None = never
     name: str | None = None
     dotenv: tuple[str, ...] = ()  # reports: dotenv files
+    junit: tuple[str, ...] = ()  # reports: junit files (globs)
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,7 @@ class JobSpec:
             d["environment"] = EnvironmentSpec(**d["environment"])
         if d.get("artifacts") is not None:
             a = dict(d["artifacts"])
-            for key in ("paths", "exclude", "dotenv"):
+            for key in ("paths", "exclude", "dotenv", "junit"):
                 a[key] = tuple(a.get(key) or ())
             d["artifacts"] = ArtifactSpec(**a)
         d["cache"] = tuple(

@@ -174,9 +174,13 @@ def queue_for(tags: Iterable[str]) -> str:
     return DEFAULT_QUEUE if not clean else "farm.tags." + "+".join(clean)
 
 
-def queues_for_worker(tags: Iterable[str], run_untagged: bool = True) -> list[str]:
+def queues_for_worker(tags: Iterable[str], run_untagged: bool = False) -> list[str]:
     """Every queue a worker with ``tags`` serves: a job fits when its tags are a subset;
-    and the status queue (:data:`STATUS_QUEUE`), last."""
+    and the status queue (:data:`STATUS_QUEUE`), last.
+
+    Untagged jobs go to a worker without tags, or to a tagged one with ``run_untagged``
+    (GitLab's runner switch, off by default: a tagged runner keeps to tagged jobs).
+    """
     clean = sorted({t.strip() for t in tags if t.strip()})
     queues = [DEFAULT_QUEUE] if run_untagged or not clean else []
     n = len(clean)

@@ -70,3 +70,11 @@ FINAL_BUILD = frozenset({BuildStatus.SUCCESS, BuildStatus.FAILED, BuildStatus.CA
 ACTIVE_BUILD = frozenset({BuildStatus.CREATED, BuildStatus.PENDING, BuildStatus.RUNNING})
 # A build in one of these never becomes releasable.
 RED_BUILD = frozenset({BuildStatus.FAILED, BuildStatus.CANCELED})
+# What people read for a build status where it differs from the word (GitLab's UI says
+# "blocked" for a pipeline whose status is ``manual``: it waits at a manual gate).
+BUILD_STATUS_TEXT: dict[str, str] = {BuildStatus.MANUAL: "blocked"}
+
+
+def build_status_text(status: str) -> str:
+    """The word shown to people for a build ``status`` ("blocked" for ``manual``)."""
+    return BUILD_STATUS_TEXT.get(status, status)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from farm.domain.specs import ServiceSpec
 from farm.errors import ConfigError
@@ -157,6 +157,15 @@ class RunResult:
         return self.reason is None and self.exit_code == 0
 
 
+@runtime_checkable
+class ImagePuller(Protocol):
+    """An executor that can fetch a missing image from a registry (bounded, remembered)."""
+
+    def pull_image(self, image: str) -> bool:
+        """Whether ``image`` is present after one bounded pull attempt."""
+        ...
+
+
 class Executor(Protocol):
     """Runs a :class:`ContainerJob` to completion; one call per job attempt."""
 
@@ -210,14 +219,18 @@ def exposed_tcp_ports(image_config: dict[str, Any]) -> set[int]:
 
 
 def resolve_image(
-    image: str, aliases: dict[str, str], exists: Callable[[str], bool]
+    image: str,
+    aliases: dict[str, str],
+    exists: Callable[[str], bool],
+    pull: Callable[[str], bool] | None = None,
 ) -> tuple[str, str | None]:
     """The image to run and, when an alias stood in, why: ``(image, note)``.
 
-    A registry-less farm maps images it cannot pull to local equivalents; the
-    first matching pattern whose target exists wins, in the order given.
+    The real image first: present, or pulled (``pull``: one bounded attempt, fails
+    fast without a registry). Only when neither, a registry-less farm maps it to a
+    local equivalent: the first matching pattern whose target exists wins, in order.
     """
-    if exists(image):
+    if exists(image) or (pull is not None and pull(image)):
         return image, None
     for pattern, target in aliases.items():
         if fnmatch.fnmatchcase(image, pattern) and exists(target):

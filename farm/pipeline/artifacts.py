@@ -142,6 +142,7 @@ def parse_artifacts(d: Diags, value: Any, pos: Pos) -> ArtifactSpec | None:
             )
     name = as_str(d, value["name"], value.at("name"), "artifacts:name") if "name" in value else None
     dotenv: list[str] = []
+    junit: list[str] = []
     reports = value.get("reports")
     if reports is not None:
         if not isinstance(reports, YMap):
@@ -164,6 +165,13 @@ def parse_artifacts(d: Diags, value: Any, pos: Pos) -> ArtifactSpec | None:
                     )
                     or []
                 )
+            if "junit" in reports:
+                junit = (
+                    as_str_list(
+                        d, reports["junit"], reports.at("junit"), "artifacts:reports:junit", True
+                    )
+                    or []
+                )
     return ArtifactSpec(
         tuple(paths),
         tuple(exclude),
@@ -172,4 +180,5 @@ def parse_artifacts(d: Diags, value: Any, pos: Pos) -> ArtifactSpec | None:
         expire_in,
         name,
         tuple(dotenv),
+        junit=tuple(junit),
     )

@@ -10,6 +10,8 @@ the limit and the setting that raises it.
 
 from __future__ import annotations
 
+from typing import Any
+
 from farm.domain.specs import DEFAULT_STAGES, Notice, Pipeline, PipelineContext
 from farm.errors import Diagnostic, PipelineError, PipelineFilteredOut
 from farm.pipeline.checks import Diags, as_str, as_str_list, unknown_keys
@@ -87,11 +89,17 @@ def _workflow(
 
 
 def _check_stage(d: Diags, draft: JobDraft, job: YMap, stages: tuple[str, ...]) -> None:
-    if draft.spec.stage not in stages:
+    _check_stage_of(d, draft.name, draft.spec.stage, job, stages)
+
+
+def _check_stage_of(d: Diags, name: str, stage: Any, job: YMap, stages: tuple[str, ...]) -> None:
+    # Also run for a job that could not be drafted (no script, ...): lint reports every
+    # problem of every kind in one run, not a wrong stage only once the script is fixed.
+    if isinstance(stage, str) and stage not in stages:
         listed = ", ".join(stages)
         d.add(
             job.at("stage"),
-            f"job '{draft.name}' uses stage '{draft.spec.stage}', which is not declared; stages "
+            f"job '{name}' uses stage '{stage}', which is not declared; stages "
             f"are: {listed} "
             "(add it to stages:)",
         )
@@ -161,6 +169,7 @@ def _expand(d: Diags, text: str, filename: str, ctx: PipelineContext, budget: Bu
         job = apply_default(d, extender.resolve(name), default, budget)
         draft = build_draft(d, name, job, budget)
         if draft is None:
+            _check_stage_of(d, name, job.get("stage", "test"), job, stages)
             continue
         drafted = True
         _check_stage(d, draft, job, stages)

@@ -349,3 +349,48 @@ def _unpack_seekable(fileobj: BinaryIO, dest: Path) -> list[str]:
                     path.unlink(missing_ok=True)
             raise UnsafeArchive(f"archive refused while extracting: {exc}") from None
     return [n for n in names if n]
+
+
+# --- reading one file (GET /api/v1/jobs/{id}/artifacts/{path}) --------------------------
+
+_READ_CHUNK = 64 * 1024
+
+
+def member_path(path: str) -> str:
+    """``path`` as an archive member name ("./a//b" -> "a/b"); UnsafeArchive for an
+    absolute path or one with ``..``, which no member of a checked archive has."""
+    parts = [p for p in path.replace("\\", "/").split("/") if p not in ("", ".")]
+    if path.startswith("/") or ".." in parts or not parts:
+        raise UnsafeArchive(
+            f"{path[:200]!r} is not a relative path inside the archive (no '..', no leading '/')"
+        )
+    return "/".join(parts)
+
+
+def open_member(fileobj: BinaryIO, path: str) -> tuple[int, Iterator[bytes]] | None:
+    """Size and chunks of the regular file ``path`` in a seekable (gzip) tar, or None if
+    the archive has no such file. The chunks close the archive when exhausted."""
+    wanted = member_path(path)
+    try:
+        tar = tarfile.open(fileobj=fileobj, mode="r:*")  # noqa: SIM115 - closed by chunks()
+    except tarfile.TarError as exc:
+        raise UnsafeArchive(f"not a tar archive: {exc}") from None
+    found = next(
+        (
+            m
+            for m in tar
+            if m.isreg() and "/".join(p for p in m.name.split("/") if p not in ("", ".")) == wanted
+        ),
+        None,
+    )
+    reader = tar.extractfile(found) if found is not None else None
+    if found is None or reader is None:
+        tar.close()
+        return None
+
+    def chunks() -> Iterator[bytes]:
+        with tar, reader:
+            while data := reader.read(_READ_CHUNK):
+                yield data
+
+    return found.size, chunks()

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import threading
+from collections.abc import Iterable
 
 import redis
 from celery import Celery
 
 from farm.domain.records import BuildRecord, JobRecord
 from farm.domain.state import DEFAULT_QUEUE
+from farm.errors import FarmError
 from farm.settings import Settings
 
 RUN_JOB = "farm.run_job"
+
+
+class JobFailed(FarmError):
+    """Raised by the task after a failed attempt was reported, so Flower and Celery show
+    the task as FAILURE (the farm's own record is the report, already sent)."""
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -31,6 +40,9 @@ def make_celery(settings: Settings) -> Celery:
         task_ignore_result=True,  # results travel over the farm API, not the backend
         result_backend=settings.result_backend,
         task_acks_late=True,
+        # A task that raises (JobFailed: the job failed and was reported) is acked like
+        # one that returns, never redelivered; only a lost worker's message is (below).
+        task_acks_on_failure_or_timeout=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         worker_disable_prefetch=True,  # fetch only when a slot is free (celery#6500)
@@ -65,14 +77,39 @@ class CeleryDispatcher:
         self._lock = threading.Lock()
 
     def dispatch(self, job: JobRecord, build: BuildRecord, countdown: float | None = None) -> None:
-        """Send ``run_job(job.id, job.attempt)`` to the job's queue."""
+        """Send ``run_job(job.id, job.attempt)`` to the job's queue.
+
+        The task keeps its registered name everywhere (Flower's /metrics labels series by
+        it: a name per build would grow them without bound); what a person reads in
+        Flower and the worker's log is the arguments' text, ``argsrepr``.
+        """
         self.app.send_task(
             RUN_JOB,
             args=(job.id, job.attempt),
             queue=job.queue,
             countdown=countdown or None,
-            shadow=f"build {build.id} · {job.name} #{job.attempt}",
+            argsrepr=f"build {build.id} · {job.name} #{job.attempt} (job {job.id})",
         )
+
+    def withdraw(self, jobs: Iterable[tuple[int, str]]) -> int:
+        """Remove the queued ``run_job`` messages of these (job id, queue) pairs, every
+        attempt's; how many were removed. Messages a worker already holds are its to
+        refuse (the claim's compare-and-set)."""
+        client = self._client()
+        if client is None:
+            return 0
+        by_queue: dict[str, set[int]] = {}
+        for job_id, queue in jobs:
+            by_queue.setdefault(queue, set()).add(job_id)
+        removed = 0
+        for queue, ids in by_queue.items():
+            for name in (queue + suffix for suffix in _PRIORITY_SUFFIXES):
+                raws: list[bytes] = list(client.lrange(name, 0, -1))  # type: ignore[arg-type]
+                for raw in raws:
+                    found = _job_of(raw)
+                    if found is not None and found in ids:
+                        removed += int(client.lrem(name, 1, raw))  # type: ignore[arg-type]
+        return removed
 
     def _client(self) -> redis.Redis | None:
         url = str(self.app.conf.broker_url or "")
@@ -103,3 +140,15 @@ class CeleryDispatcher:
             for suffix in _PRIORITY_SUFFIXES:
                 pipe.llen(queue + suffix)
             return sum(int(n) for n in pipe.execute())
+
+
+def _job_of(raw: bytes | str) -> int | None:
+    """The job id of a queued ``run_job`` message (kombu's Redis JSON envelope), or None."""
+    try:
+        message = json.loads(raw)
+        if message.get("headers", {}).get("task") != RUN_JOB:
+            return None
+        args = json.loads(base64.b64decode(message["body"]))[0]
+        return int(args[0])
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return None

@@ -15,11 +15,13 @@ from celery import Celery, signals
 
 from farm.errors import ConfigError
 from farm.executor.docker import DockerExecutor
+from farm.executor.noop import NoopExecutor
 from farm.executor.reaper import reap
 from farm.registry.client import RegistryClient
 from farm.settings import get_settings
+from farm.worker import heartbeat
 from farm.worker.api_client import CoordinatorClient
-from farm.worker.app import RUN_JOB, make_celery
+from farm.worker.app import RUN_JOB, JobFailed, make_celery
 from farm.worker.runner import LABEL_API, JobRunner
 from farm.worker.spool import resend_leftovers
 from farm.worker.workdir import WorkDir
@@ -41,7 +43,9 @@ def runner() -> JobRunner:
         token = settings.client_token("worker")
         _runner = JobRunner(
             settings=settings,
-            executor=DockerExecutor(),
+            executor=NoopExecutor()
+            if settings.executor == "noop"
+            else DockerExecutor(pull=settings.image_pull),
             coordinator=CoordinatorClient(settings.resolved_api_url, token=token),
             registry=RegistryClient(settings.resolved_api_url, token=token),
             stopping=_stopping,
@@ -49,10 +53,22 @@ def runner() -> JobRunner:
     return _runner
 
 
-@app.task(name=RUN_JOB, bind=True, acks_late=True)
+# What JobRunner.run answers for an attempt that did not fail.
+_NOT_FAILED = frozenset({"exit 0", "stale", "canceled"})
+
+
+# ``throws``: an expected failure, logged by Celery in one line, no traceback.
+@app.task(name=RUN_JOB, bind=True, acks_late=True, throws=(JobFailed,))
 def run_job(self: Any, job_id: int, attempt: int) -> str:
-    """Run ``attempt`` of job ``job_id``; duplicates and stale attempts do nothing."""
-    return runner().run(job_id, attempt)
+    """Run ``attempt`` of job ``job_id``; duplicates and stale attempts do nothing.
+
+    A failed attempt (reported to the API first) raises :class:`JobFailed`, so Flower
+    shows a failed job as a FAILURE task; it is acked, never retried by Celery.
+    """
+    outcome = runner().run(job_id, attempt)
+    if outcome not in _NOT_FAILED:
+        raise JobFailed(f"job {job_id} attempt {attempt}: {outcome}")
+    return outcome
 
 
 def reap_once() -> list[str]:
@@ -118,7 +134,9 @@ def _spool_loop(stop: threading.Event) -> None:
 
 
 @signals.worker_ready.connect
-def _start_housekeeping(**_: Any) -> None:
+def _start_housekeeping(sender: Any = None, **_: Any) -> None:
+    settings = get_settings()  # the heartbeat first: the API lists even a broken worker
+    heartbeat.start(sender, settings, settings.client_token("worker"), _stopping)
     # The work dir is made private before any job runs and before anything is swept.
     # One this worker cannot own is logged here, and fails every job with the same line.
     try:

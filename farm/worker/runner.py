@@ -29,12 +29,26 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 
-from farm.domain.messages import MAX_MESSAGE, ArtifactReport, Assignment, FinishReport
+from farm.domain.messages import (
+    MAX_MESSAGE,
+    ArtifactReport,
+    Assignment,
+    FinishReport,
+    TestReport,
+)
 from farm.domain.statuses import ArtifactKind, FailureReason
 from farm.errors import FarmError, ImageNotFound, ProtocolMismatch, ServiceUnavailable
-from farm.executor.base import ContainerJob, Executor, Limits, Mount, RunResult, resolve_image
+from farm.executor.base import (
+    ContainerJob,
+    Executor,
+    ImagePuller,
+    Limits,
+    Mount,
+    RunResult,
+    resolve_image,
+)
 from farm.executor.reaper import LABEL_API, job_labels
 from farm.pipeline.expressions import compile_regex
 from farm.registry.archive import compression_level, pack, unpack
@@ -44,6 +58,7 @@ from farm.worker.api_client import CoordinatorClient
 from farm.worker.cache import CacheIndex, JobCaches, literal_pattern, untracked_files
 from farm.worker.lease import LEASE_FILE, LeaseKeeper, container_lease
 from farm.worker.logstream import LogStream
+from farm.worker.reports import junit_report
 from farm.worker.scripts import write_scripts
 from farm.worker.spool import Spool, deliver
 from farm.worker.workdir import WorkDir
@@ -88,11 +103,31 @@ def coverage_of(pattern: str | None, text: str) -> float | None:
     return value
 
 
+@runtime_checkable
+class StartsAfter(Protocol):
+    """An executor that creates the job's containers while the caller lays out its
+    inputs (``DockerExecutor.run_after``); the job container starts after both."""
+
+    def run_after(
+        self,
+        job: ContainerJob,
+        on_output: Callable[[bytes], None],
+        should_cancel: Callable[[], bool],
+        before_start: Callable[[], None] | None,
+    ) -> RunResult: ...
+
+
+def _has_dotenv(spec: Assignment) -> bool:
+    """Whether an input is a dotenv report: it changes the job's environment."""
+    return any(item.kind == "dotenv" for item in spec.inputs)
+
+
 @dataclass(frozen=True)
 class _Outcome:
     result: RunResult
     artifacts: list[ArtifactReport]
     coverage: float | None = None
+    tests: TestReport | None = None  # artifacts: reports: junit (farm/worker/reports.py)
 
 
 @dataclass
@@ -135,6 +170,7 @@ class JobRunner:
         if spec is None:
             log.info("job %s attempt %s is stale or taken; nothing to do", job_id, attempt)
             return "stale"
+        marks: dict[str, float] = {"worker_claimed": time.time()}  # the attempt's timeline
         assert self.workdir is not None and self.reporter is not None
         spool, spool_error = self._spool(job_id, attempt, spec.job_token)
         try:
@@ -150,7 +186,7 @@ class JobRunner:
                     logs.system(spool_error)
                 try:
                     with self.workdir.job_dir(job_id, attempt) as jobdir:
-                        outcome = self._execute(spec, jobdir, logs)
+                        outcome = self._execute(spec, jobdir, logs, marks)
                 except Exception as exc:
                     # A fault of this worker or its host, not of the job: fail the attempt
                     # now with a reason (retry: when: runner_system_failure applies) rather
@@ -161,7 +197,7 @@ class JobRunner:
                     result = RunResult(exit_code=None, reason="worker_error", message=message)
                     outcome = _Outcome(result, [])
             # The job dir is gone (artifacts are uploaded); the report is durable first.
-            spool.add_finish(_report(attempt, outcome, spec.job_token))
+            spool.add_finish(_report(attempt, outcome, spec.job_token, marks))
             how = deliver(spool, self.reporter, self.settings.spool_patience, self.stopping)
             if how != "delivered":
                 log.warning("job %s attempt %s: report %s", job_id, attempt, how)
@@ -180,7 +216,9 @@ class JobRunner:
             why = f"WARNING: reports are not spooled on disk: {type(exc).__name__}: {exc}"
             return Spool.memory(job_id, attempt, job_token), why
 
-    def _execute(self, spec: Assignment, jobdir: Path, logs: LogStream) -> _Outcome:
+    def _execute(
+        self, spec: Assignment, jobdir: Path, logs: LogStream, marks: dict[str, float]
+    ) -> _Outcome:
         workspace = jobdir / "workspace"
         workspace.mkdir(parents=True)
         spec = spec.model_copy(update={"image": self._image(spec.image, logs)})
@@ -194,20 +232,44 @@ class JobRunner:
             logs.write(data)
 
         try:
-            variables, tracked = self._fetch_inputs(spec, jobdir, workspace, logs)
-            caches = self._caches(spec, jobdir, workspace, variables, logs)
-            lease = container_lease(self.settings)
-            write_scripts(
-                jobdir / "farm", spec.before_script, spec.script, spec.after_script, lease
-            )
-            with LeaseKeeper(jobdir / "farm" / LEASE_FILE):
-                result = self.executor.run(
-                    self._container(spec, jobdir, variables), write, logs.canceled
+            if isinstance(self.executor, StartsAfter) and not _has_dotenv(spec):
+                # Issue 11: the container is created while the inputs are laid out (the
+                # container's environment is known up front when no dotenv comes in).
+                lease = container_lease(self.settings)
+                write_scripts(
+                    jobdir / "farm", spec.before_script, spec.script, spec.after_script, lease
                 )
+                laid: list[tuple[list[str], JobCaches | None]] = []
+
+                def lay_out() -> None:
+                    variables, tracked = self._fetch_inputs(spec, jobdir, workspace, logs)
+                    laid.append((tracked, self._caches(spec, jobdir, workspace, variables, logs)))
+                    marks["inputs_ready"] = time.time()
+
+                marks["container_create"] = time.time()
+                container = self._container(spec, jobdir, dict(spec.variables))
+                with LeaseKeeper(jobdir / "farm" / LEASE_FILE):
+                    result = self.executor.run_after(container, write, logs.canceled, lay_out)
+                tracked, caches = laid[0] if laid else ([], None)
+            else:
+                variables, tracked = self._fetch_inputs(spec, jobdir, workspace, logs)
+                caches = self._caches(spec, jobdir, workspace, variables, logs)
+                lease = container_lease(self.settings)
+                write_scripts(
+                    jobdir / "farm", spec.before_script, spec.script, spec.after_script, lease
+                )
+                marks["inputs_ready"] = marks["container_create"] = time.time()
+                with LeaseKeeper(jobdir / "farm" / LEASE_FILE):
+                    result = self.executor.run(
+                        self._container(spec, jobdir, variables), write, logs.canceled
+                    )
         except ImageNotFound as exc:
             result = RunResult(exit_code=None, reason="image_not_found", message=str(exc))
         except FarmError as exc:
             result = RunResult(exit_code=None, reason="executor_error", message=str(exc))
+        if result.started_at is not None and result.finished_at is not None:
+            marks["container_started"] = result.started_at
+            marks["container_exited"] = result.finished_at
         if result.message:
             logs.system(result.message)
         if result.reason == "timeout":
@@ -228,11 +290,14 @@ class JobRunner:
                 exit_code=result.exit_code, reason="executor_error", message=str(exc)
             )
             return _Outcome(failed, [], coverage)
+        marks["outputs_stored"] = time.time()
         status = "succeeded" if ok else "failed"
         logs.system(
             f"Job {status}" + (f" (exit code {result.exit_code})" if result.exit_code else "")
         )
-        return _Outcome(result, artifacts, coverage)
+        junit = spec.artifacts.junit if spec.artifacts else []
+        tests = junit_report(workspace, junit, logs.system)
+        return _Outcome(result, artifacts, coverage, tests)
 
     def _patiently(self, call: Callable[[], _T], logs: LogStream) -> _T:
         """``call()``, tried again while the farm API is unreachable (uploads after a job).
@@ -306,8 +371,13 @@ class JobRunner:
     def _image(self, image: str, logs: LogStream) -> str:
         """The job's image, or its local stand-in when it is missing (no registry here)."""
         try:
+            # The real image (present, or pulled) before a stand-in (no registry here).
+            puller = self.executor if isinstance(self.executor, ImagePuller) else None
             chosen, note = resolve_image(
-                image, self.settings.image_aliases, self.executor.image_exists
+                image,
+                self.settings.image_aliases,
+                self.executor.image_exists,
+                puller.pull_image if puller is not None else None,
             )
         except FarmError:
             return image  # the executor reports the real problem with its own words
@@ -422,7 +492,9 @@ def parse_dotenv(text: str) -> dict[str, str]:
     return out
 
 
-def _report(attempt: int, outcome: _Outcome, job_token: str = "") -> FinishReport:
+def _report(
+    attempt: int, outcome: _Outcome, job_token: str = "", marks: dict[str, float] | None = None
+) -> FinishReport:
     """The finish report of an attempt; its message is cut to what the API accepts."""
     result = outcome.result
     message = result.message
@@ -438,4 +510,6 @@ def _report(attempt: int, outcome: _Outcome, job_token: str = "") -> FinishRepor
         message=message,
         artifacts=outcome.artifacts,
         coverage=coverage if coverage is not None and math.isfinite(coverage) else None,
+        tests=outcome.tests,
+        timeline={**marks, "report_sent": time.time()} if marks else None,
     )

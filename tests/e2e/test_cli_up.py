@@ -74,9 +74,13 @@ def test_submit_wait_succeeds_and_shows_progress(up: dict[str, str], tmp_path: P
             tasks = httpx.get(up["FLOWER_URL"] + "/api/tasks", timeout=2).json()
         except (httpx.HTTPError, ValueError):
             return False
-        return any(t.get("name") == f"build {build['id']} · hello #1" for t in tasks.values())
+        return any(
+            t.get("name") == "farm.run_job"
+            and str(t.get("args", "")).startswith(f"build {build['id']} · hello #1")
+            for t in tasks.values()
+        )
 
-    wait_for(flower_names, 60, "the task, named after build and job, in Flower")
+    wait_for(flower_names, 60, "the task, described by build and job, in Flower")
 
 
 def test_submit_wait_exits_1_on_a_failed_build(up: dict[str, str], tmp_path: Path) -> None:

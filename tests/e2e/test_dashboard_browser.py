@@ -199,3 +199,31 @@ ship:
     assert "shipped" in farm.log(job_named(farm.build(build_id), "ship")["id"])
     shot(page, "manual-done")
     page.close()
+
+
+def test_retry_a_failed_job_from_the_graph(
+    signed_in: BrowserContext, farm: Farm, tmp_path: Path
+) -> None:
+    # Fails on its first attempt only: the retried attempt (CI_JOB_ATTEMPT=2) succeeds.
+    flaky = f"""
+image: {BUSYBOX}
+flaky:
+  script: ['test "$CI_JOB_ATTEMPT" != 1 || exit 7', echo second time lucky]
+"""
+    repo = make_repo(tmp_path / "flaky", {".farm-ci.yml": flaky})
+    build_id = farm.submit(repo, ref="main")["id"]
+    assert farm.wait(build_id)["status"] == "failed"
+
+    page = signed_in.new_page()
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.goto(f"{farm.url}/builds/{build_id}")
+    page.evaluate("window.__sameDocument = true")
+    box = page.locator('.graph .job[data-job="flaky"]')
+    expect(box).to_have_attribute("data-status", "failed")
+    box.get_by_role("button", name="↻ Retry").click()  # POSTs /api/v1/jobs/{id}/retry
+    expect(box).to_have_attribute("data-status", "success", timeout=60_000)
+    assert page.evaluate("window.__sameDocument") is True
+    shot(page, "retried")
+    job = job_named(farm.build(build_id), "flaky")
+    assert job["attempt"] == 2 and "second time lucky" in farm.log(job["id"])
+    page.close()

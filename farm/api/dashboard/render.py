@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from farm import __version__
+from farm.domain.clock import format_duration
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
@@ -71,15 +72,7 @@ def span(start: datetime | None, end: datetime | None) -> float | None:
 
 def duration(seconds: float | None) -> str:
     """``4.2s``, ``3m 07s``, ``2h 05m``; a dash when unknown."""
-    if seconds is None:
-        return "—"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
+    return format_duration(seconds, gap=" ", unknown="—")
 
 
 def size(n: int | None) -> str:

@@ -28,7 +28,6 @@ from farm.domain.statuses import FINAL_BUILD, FINAL_JOB, BuildStatus
 from farm.registry.store import BlobStore
 
 PER_PAGE = 25
-WINDOW = 500  # the store lists at most this many newest builds per query (as the API)
 BUILD_STATUSES = [s.value for s in BuildStatus]
 _SOURCES: dict[str, str] = {
     PipelineSource.API: "API / CLI",  # the CLI submits through the API
@@ -52,25 +51,20 @@ class BuildList:
     builds: list[BuildOut]
     page: int
     has_next: bool
-    window_full: bool  # the newest WINDOW builds were searched; older ones need filters
 
 
 def build_list(
     store: Store, project: str | None, ref: str | None, status: str | None, page: int
 ) -> BuildList:
-    """Newest builds first, filtered, ``PER_PAGE`` a page."""
-    start = (page - 1) * PER_PAGE
-    # The store filters by project and ref; status is filtered here, over the window.
-    wanted = WINDOW if status else min(WINDOW, start + PER_PAGE + 1)
-    records = store.list_builds(wanted, project or None, ref or None)
-    if status:
-        records = [b for b in records if b.status == status]
-    chosen = records[start : start + PER_PAGE]
+    """Newest builds first, filtered by the store, ``PER_PAGE`` a page (one extra row
+    tells whether there is a next page)."""
+    records = store.list_builds(
+        PER_PAGE + 1, project or None, ref or None, status or None, offset=(page - 1) * PER_PAGE
+    )
     return BuildList(
-        builds=[BuildOut.of(b) for b in chosen],
+        builds=[BuildOut.of(b) for b in records[:PER_PAGE]],
         page=page,
-        has_next=len(records) > start + PER_PAGE,
-        window_full=len(records) >= WINDOW,
+        has_next=len(records) > PER_PAGE,
     )
 
 

@@ -13,6 +13,7 @@ from farm.api.limits import MAX_ID, BuildIdPath, Line
 from farm.api.schemas import BuildOut, BuildRequest, build_document
 from farm.coordinator.submit import Submission, submit
 from farm.domain.auth import Scope
+from farm.domain.statuses import BuildStatus
 from farm.errors import NotFound
 
 router = APIRouter(prefix="/api/v1/builds", tags=["builds"])
@@ -49,6 +50,7 @@ def create_build(
             commit=body.commit,
             variables=tuple(body.variables.items()),
             secrets=tuple(body.secrets.items()),
+            no_cache=body.no_cache,
         ),
     )
     response.headers["Location"] = f"/api/v1/builds/{build.id}"
@@ -61,9 +63,12 @@ def list_builds(
     limit: Annotated[int, Query(ge=1, le=MAX_ID, description="at most 500 are listed")] = 50,
     project: Line | None = None,
     ref: Line | None = None,
+    status: Annotated[BuildStatus | None, Query(description="only builds in this status")] = None,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID, description="skip the newest N")] = 0,
 ) -> list[BuildOut]:
-    """Newest builds first (without jobs)."""
-    return [BuildOut.of(b) for b in store.list_builds(min(limit, 500), project, ref)]
+    """Newest builds first (without jobs), filtered by project, ref and status."""
+    found = store.list_builds(min(limit, 500), project, ref, status=status, offset=offset)
+    return [BuildOut.of(b) for b in found]
 
 
 @router.get(
@@ -86,6 +91,19 @@ def get_build(build_id: BuildIdPath, store: StoreDep) -> Response:
 def cancel_build(build_id: BuildIdPath, coord: CoordinatorDep, store: StoreDep) -> Response:
     """Cancel: waiting jobs never start, running containers are stopped."""
     coord.cancel(build_id)
+    return _document(store, build_id)
+
+
+@router.post(
+    "/{build_id}/retry",
+    dependencies=[requires(Scope.SUBMIT)],
+    response_model=BuildOut,
+    responses=errors(404, 409, s409="The build has no failed or canceled job"),
+)
+def retry_build(build_id: BuildIdPath, coord: CoordinatorDep, store: StoreDep) -> Response:
+    """Retry every failed and canceled job (each as its next attempt); the jobs they
+    skipped run again, and a finished build runs again."""
+    coord.retry(build_id)
     return _document(store, build_id)
 
 

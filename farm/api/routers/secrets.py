@@ -35,7 +35,11 @@ from farm.domain.secrets import (
 from farm.errors import NotFound
 
 router = APIRouter(
-    prefix="/api/v1/projects", tags=["secrets"], dependencies=[requires(Scope.ADMIN)]
+    prefix="/api/v1/projects",
+    tags=["secrets"],
+    dependencies=[requires(Scope.ADMIN)],
+    # A project name with a line break matches no route (a path segment never holds one).
+    responses=errors(404, s404="No such route: a project name cannot hold a line break"),
 )
 
 

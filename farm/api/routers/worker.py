@@ -11,6 +11,7 @@ token, else 403. A forged "exit 0" for a job that never ran is refused.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from fastapi import APIRouter
@@ -34,6 +35,7 @@ from farm.domain.messages import (
     LogRequest,
     check_protocol,
 )
+from farm.domain.records import BuildRecord, JobRecord
 from farm.errors import Conflict, Forbidden
 
 router = APIRouter(prefix="/api/v1/worker", tags=["worker"], dependencies=[requires(Scope.WORKER)])
@@ -69,10 +71,29 @@ def claim(
     if job is None:
         store.get_job(job_id)  # NotFound (404) when there is no such job at all
         raise Conflict(f"job {job_id} attempt {body.attempt} is not waiting for a worker")
-    given = assignment(
-        b := store.get_build(job.build_id), job, settings, store.project_secrets(b.project)
-    )
+    build = _claim_build(store, job)
+    given = assignment(build, job, settings, store.project_secrets(build.project))
     return given.model_copy(update={"job_token": job_token})
+
+
+def _claim_build(store: Store, job: JobRecord) -> BuildRecord:
+    """The build with only the jobs its assignment reads: the job and the jobs whose
+    artifacts it may receive (its ``dependencies``, else its ``needs``, else every
+    earlier-stage job), so a claim costs O(its upstream), not O(the build's jobs)
+    (``scale_bench`` part 4: 13x slower on a 5,000-job build than on a 50-job one when
+    it read the whole build)."""
+    build = store.get_build(job.build_id, with_jobs=False)
+    spec = job.spec
+    if spec.dependencies is not None:
+        upstream = store.jobs_of_build(build.id, names=set(spec.dependencies))
+    elif spec.needs is not None:
+        names = {n.job for n in spec.needs}
+        upstream = store.jobs_of_build(build.id, names=names) if names else []
+    else:
+        earlier = build.stages[: build.stages.index(job.stage)] if job.stage in build.stages else ()
+        upstream = store.jobs_of_build(build.id, stages=set(earlier)) if earlier else []
+    jobs = sorted({j.id: j for j in (*upstream, job)}.values(), key=lambda j: j.position)
+    return dataclasses.replace(build, jobs=tuple(jobs))
 
 
 def _check_holder(
@@ -137,6 +158,8 @@ def finish(
             message=body.message,
             artifacts=tuple(body.artifacts),
             coverage=body.coverage,
+            timeline={str(k): v for k, v in body.timeline.items()} if body.timeline else None,
+            tests=body.tests.model_dump(mode="json") if body.tests else None,
         ),
     )
     return FinishReply(status=job.status, attempt=job.attempt)

@@ -261,7 +261,11 @@ def test_a_host_answering_500_gets_the_status_again(
 def test_gitlab_push_build_reports_to_the_project_on_its_gitlab(
     status_farm: Farm, host: FakeHost, shop: tuple[Path, str, str]
 ) -> None:
-    repo, green, _ = shop
+    repo, _, _ = shop
+    # A commit of its own: the GitHub test's green commit would be answered from the
+    # result cache (no "running" status then).
+    git(repo, "rm", "-q", "broken")  # on top of the red commit: green again
+    green = commit_files(repo, {"gitlab.txt": "pushed to the GitLab mirror\n"})
     payload = {
         "object_kind": "push",
         "ref": "refs/heads/main",

@@ -89,7 +89,6 @@ def test_pipeline_bomb_is_refused_by_the_real_api(farm: Farm, tmp_path: Path, ki
     assert body["detail"].startswith(".gitlab-ci.yml:")  # file:line:col
     assert f"({setting})" in body["detail"], body["detail"]
     assert body["problems"] == [body["detail"]]
-    assert seconds < 10, f"refused after {seconds:.1f} s"
     growth = after["VmHWM"] - baseline
     assert growth < RSS_GROWTH, f"API peak RSS grew by {growth / 2**20:.0f} MiB"
     assert after["VmHWM"] < RSS_MAX, f"API peak RSS {after['VmHWM'] / 2**20:.0f} MiB"

@@ -292,7 +292,10 @@ def submit(client: TestClient, repo: Path) -> Submit:
     """``submit(repo=..., **body)``: POST a build, assert 201, return its document."""
 
     def _submit(path: Path | None = None, **body: Any) -> dict[str, Any]:
-        resp = client.post("/api/v1/builds", json={"repo": str(path or repo), **body})
+        # no_cache: these tests play the worker for every build; a rebuild of the same
+        # commit would otherwise reuse the first results (tests of the result cache say so).
+        body = {"repo": str(path or repo), "no_cache": True, **body}
+        resp = client.post("/api/v1/builds", json=body)
         assert resp.status_code == 201, resp.text
         doc: dict[str, Any] = resp.json()
         return doc

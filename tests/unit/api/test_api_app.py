@@ -50,13 +50,13 @@ def test_healthz(client: TestClient) -> None:
 
 def test_metrics_count_builds_and_jobs_by_status(client: TestClient, submit: Submit) -> None:
     text = client.get("/metrics").text
-    assert "farm_builds_total 0\n" in text and "# TYPE farm_jobs gauge" in text
+    assert "farm_builds_total 0.0\n" in text and "# TYPE farm_jobs gauge" in text
     submit()
     resp = client.get("/metrics")
     assert resp.headers["content-type"].startswith("text/plain")
-    assert "farm_builds_total 1\n" in resp.text
-    assert 'farm_jobs{status="pending"} 1\n' in resp.text
-    assert 'farm_jobs{status="created"} 2\n' in resp.text
+    assert "farm_builds_total 1.0\n" in resp.text
+    assert 'farm_jobs{status="pending"} 1.0\n' in resp.text
+    assert 'farm_jobs{status="created"} 2.0\n' in resp.text
     assert "farm_blob_data" not in resp.text  # no data plane in these tests
 
 

@@ -42,7 +42,7 @@ def settings_overrides() -> dict[str, Any]:
 
 
 def _release(client: Any, worker: WorkerWire, repo: Path, version: str) -> dict[str, Any]:
-    build = client.post("/api/v1/builds", json={"repo": str(repo)}).json()
+    build = client.post("/api/v1/builds", json={"repo": str(repo), "no_cache": True}).json()
     worker.run(job_id(build, "compile"), artifacts=[worker.artifact("compile", version.encode())])
     worker.run(job_id(build, "unit"))
     resp = client.post("/api/v1/releases", json={"build": build["id"], "version": version})
@@ -144,7 +144,7 @@ def test_a_build_that_finishes_again_is_not_rolled_out_twice(
     plan = PLAN.format(port=health.port).replace("bake: 0", "bake: 600", 1)
     plan += "auto: {branches: [main]}\n"
     repo = make_repo(tmp_path / "cd", {".farm-ci.yml": PIPELINE, ".farm/rollout.yml": plan})
-    build = client.post("/api/v1/builds", json={"repo": str(repo)}).json()
+    build = client.post("/api/v1/builds", json={"repo": str(repo), "no_cache": True}).json()
     worker.run(job_id(build, "compile"), artifacts=[worker.artifact("compile", b"v1")])
     worker.run(job_id(build, "unit"))
     rollouts = client.get("/api/v1/rollouts", params={"project": "cd"}).json()

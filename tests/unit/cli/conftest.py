@@ -39,7 +39,8 @@ class LiveApi:
 
     def submit(self, repo: Path, **body: Any) -> dict[str, Any]:
         """POST a build; asserts 201 and returns the document."""
-        resp = self.http.post("/api/v1/builds", json={"repo": str(repo), **body})
+        # no_cache: a rebuild of the same commit must run (these tests play the worker).
+        resp = self.http.post("/api/v1/builds", json={"repo": str(repo), "no_cache": True, **body})
         assert resp.status_code == 201, resp.text
         doc: dict[str, Any] = resp.json()
         return doc

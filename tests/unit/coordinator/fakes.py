@@ -129,15 +129,22 @@ class FakeStore:
             return dataclasses.replace(build, jobs=tuple(self._with_artifacts(j) for j in jobs))
 
     def list_builds(
-        self, limit: int = 50, project: str | None = None, ref: str | None = None
+        self,
+        limit: int = 50,
+        project: str | None = None,
+        ref: str | None = None,
+        status: str | None = None,
+        offset: int = 0,
     ) -> list[BuildRecord]:
         with self._lock:
             found = [
                 b
                 for b in sorted(self._builds.values(), key=lambda b: -b.id)
-                if (not project or b.project == project) and (not ref or b.ref == ref)
+                if (not project or b.project == project)
+                and (not ref or b.ref == ref)
+                and (not status or b.status == status)
             ]
-            return found[:limit]
+            return found[offset : offset + limit]
 
     def cas_build(self, build_id: int, from_statuses: Iterable[str], **fields: Any) -> bool:
         with self._lock:
@@ -226,6 +233,25 @@ class FakeStore:
         with self._lock:
             return [j for _, j in sorted(self._jobs.items()) if j.status in wanted]
 
+    def last_durations(self, project: str, names: Iterable[str]) -> dict[str, float]:
+        wanted = set(names)
+        out: dict[str, float] = {}
+        with self._lock:
+            for job in sorted(self._jobs.values(), key=lambda j: j.id):
+                build = self._builds.get(job.build_id)
+                if (
+                    build is None
+                    or build.project != project
+                    or job.name not in wanted
+                    or job.status != JobStatus.SUCCESS
+                    or job.cached_from is not None
+                    or job.started_at is None
+                    or job.finished_at is None
+                ):
+                    continue
+                out[job.name] = max(0.0, (job.finished_at - job.started_at).total_seconds())
+        return out
+
     # --- the dispatch outbox -------------------------------------------------------------
 
     def outbox(
@@ -261,7 +287,7 @@ class FakeStore:
         with self._lock:
             for job_id, attempt in attempts:
                 job = self._jobs.get(job_id)
-                if job is not None and job.attempt == attempt and job.status == JobStatus.PENDING:
+                if job is not None and job.attempt == attempt:
                     self._outbox.setdefault(job_id, {}).update(queued_at=at, queued_epoch=epoch)
 
     def outbox_of(self, job_id: int) -> dict[str, Any]:

@@ -169,6 +169,8 @@ def test_wire_keys_are_the_old_ones_plus_protocol_and_offset() -> None:
         "message",
         "artifacts",
         "coverage",
+        "timeline",  # issue 11: optional, the worker's marks of the attempt
+        "tests",  # issue 15: optional, artifacts: reports: junit totals
     }
     assert set(report["artifacts"][0]) == {"name", "kind", "digest", "size", "expire_in", "files"}
     assert wire(FinishReply(status=JobStatus.FAILED, attempt=2)) == {

@@ -27,7 +27,8 @@ from farm.pipeline import load_pipeline
 from farm.pipeline.limits import Budget, check_stored_size
 from farm.settings import get_settings
 
-MAX_SECONDS = 2.0  # a refusal is immediate; generous for a loaded CI machine
+# Time is measured by bench/ (a timed assert fails on a loaded machine, not on a bug);
+# memory is bounded here: a bomb must be refused before it grows.
 MAX_PEAK = 50 * 2**20  # tracemalloc peak while refusing
 
 
@@ -74,7 +75,6 @@ def refuse(
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
     (diag,) = info.value.diagnostics
-    assert seconds < MAX_SECONDS, f"refused after {seconds:.2f} s: {diag}"
     assert peak < MAX_PEAK, f"peak {peak / 2**20:.1f} MiB: {diag}"
     return Refusal(str(diag), diag.line, seconds, peak)
 
@@ -89,7 +89,7 @@ def test_the_issues_billion_laughs_is_refused_at_once() -> None:
     assert "follows more than 20,000 YAML aliases (FARM_PIPELINE_MAX_ALIASES)" in r.message
     assert 3 <= r.line <= 9  # at the alias that went over, in the anchors
     # was 11 s and 0.7 GB in the loader alone (then 19 GB in the API storing it)
-    assert r.seconds < 0.5 and r.peak < 5 * 2**20
+    assert r.peak < 5 * 2**20  # its time: bench/ (docs/BENCHMARKS.md)
 
 
 @pytest.mark.parametrize(
@@ -197,10 +197,8 @@ def test_deep_extends_chains_are_refused_quickly() -> None:
         f".t{i}:\n  extends: .t{i - 1}\n  variables: {{V{i}: x}}\n" for i in range(1, 3000)
     )
     text = f".t0:\n  script: x\n{chain}job:\n  extends: .t2999\n"
-    start = time.perf_counter()
     with pytest.raises(PipelineError) as info:
         load_pipeline(text)
-    assert time.perf_counter() - start < MAX_SECONDS
     assert "extends nests more than 11 levels" in str(info.value)
 
 
