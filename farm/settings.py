@@ -24,6 +24,11 @@ def _default_data_dir() -> Path:
     return Path.home() / ".local" / "share" / "farm"
 
 
+def local_token_path(data_dir: Path, role: str) -> Path:
+    """Where a one-host farm keeps its local ``admin`` or ``worker`` token (mode 0600)."""
+    return data_dir / "tokens" / f"{role}.token"
+
+
 class Settings(BaseSettings):
     """Every knob of a farm process. See README's configuration reference."""
 
@@ -207,7 +212,7 @@ class Settings(BaseSettings):
         if self.token is not None:
             return self.token.get_secret_value().strip() or None
         try:
-            return (self.data_dir / "tokens" / f"{role}.token").read_text().strip() or None
+            return local_token_path(self.data_dir, role).read_text().strip() or None
         except OSError:  # no local farm, or not ours to read
             return None
 

@@ -17,6 +17,8 @@ from urllib.parse import parse_qs, urlparse
 
 import httpx
 
+from farm.settings import local_token_path
+
 BUSYBOX = "farm/busybox:latest"
 DEBIAN = "farm/debian:bookworm"
 FINAL = {"success", "failed", "canceled"}
@@ -94,7 +96,7 @@ class Farm:
     @property
     def token(self) -> str:
         """The admin token the farm's API wrote for this host (auth is on, as by default)."""
-        return (self.data_dir / "tokens" / "admin.token").read_text().strip()
+        return local_token_path(self.data_dir, "admin").read_text().strip()
 
     @property
     def http(self) -> httpx.Client:
@@ -258,7 +260,7 @@ class Health:
 
 def admin_headers(data_dir: str | Path) -> dict[str, str]:
     """The Authorization header of the admin token a farm's API wrote under ``data_dir``."""
-    token = (Path(data_dir) / "tokens" / "admin.token").read_text().strip()
+    token = local_token_path(Path(data_dir), "admin").read_text().strip()
     return {"Authorization": f"Bearer {token}"}
 
 

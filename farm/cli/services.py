@@ -26,7 +26,7 @@ import redis
 
 from farm.cli.supervise import TICK, ChildSpec, CrashLoop, Policy, Supervisor, read_state
 from farm.errors import ConfigError, ServiceUnavailable
-from farm.settings import Settings, get_settings
+from farm.settings import Settings, get_settings, local_token_path
 
 
 def redis_answers(url: str) -> bool:
@@ -138,7 +138,7 @@ def serve(settings: Settings, workers: int, concurrency: int, flower: bool) -> N
             + (f"Flower {info['flower']} · " if flower else "")
             + f"logs in {sup.log_dir} · `farm ps` lists the processes"
             + (
-                f" · admin token in {settings.data_dir / 'tokens' / 'admin.token'}"
+                f" · admin token in {local_token_path(settings.data_dir, 'admin')}"
                 if settings.auth
                 else " · auth off (loopback only)"
             ),

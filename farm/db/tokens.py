@@ -18,8 +18,9 @@ from farm.db.session import aware, transaction
 from farm.db.tables import TokenRow
 from farm.domain.auth import Scope, TokenInfo, hash_token, new_token, parse_scopes
 from farm.errors import NotFound
+from farm.settings import local_token_path
 
-__all__ = ["LOCAL_TOKENS", "TokenDb", "local_token_path"]
+__all__ = ["LOCAL_TOKENS", "TokenDb"]
 
 # The tokens `farm up` (and `farm api` on one host) keep for their own CLI and workers.
 LOCAL_TOKENS: dict[str, tuple[Scope, ...]] = {
@@ -27,11 +28,6 @@ LOCAL_TOKENS: dict[str, tuple[Scope, ...]] = {
     "worker": (Scope.WORKER,),
 }
 _PREFIX_CHARS = 12  # "farm_" and 7 more: enough to tell tokens apart in a listing
-
-
-def local_token_path(data_dir: Path, name: str) -> Path:
-    """Where the local ``name`` token (``admin`` or ``worker``) is kept."""
-    return data_dir / "tokens" / f"{name}.token"
 
 
 def _info(row: TokenRow) -> TokenInfo:
