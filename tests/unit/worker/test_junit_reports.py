@@ -71,3 +71,16 @@ deploy:
     assert ArtifactRules.of(test.artifacts).junit == ["report.xml", "sub/*.xml"]
     deploy = next(j for j in pipeline.jobs if j.name == "deploy")
     assert deploy.environment is not None and deploy.environment.name == "production"
+
+
+def test_an_entity_bomb_is_refused_not_expanded(tmp_path: Path) -> None:
+    """A job writes the report: a billion-laughs file must not blow up the worker."""
+    levels = ['<!ENTITY l0 "lollollollollollollollollollol">']
+    levels += [f'<!ENTITY l{i} "{f"&l{i - 1};" * 10}">' for i in range(1, 10)]
+    (tmp_path / "bomb.xml").write_text(
+        f'<?xml version="1.0"?>\n<!DOCTYPE b [{"".join(levels)}]>\n'
+        '<testsuite><testcase name="&l9;"/></testsuite>\n'
+    )
+    said: list[str] = []
+    assert junit_report(tmp_path, ["bomb.xml"], said.append) is None
+    assert len(said) == 1 and "bomb.xml could not be read" in said[0]
