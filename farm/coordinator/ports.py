@@ -123,6 +123,11 @@ class Store(Protocol):
     def job_states(self, build_id: int) -> Sequence[JobState]:
         """Every job of a build, in definition order, as its current state only."""
 
+    def job_changes(self, build_id: int, after: int) -> tuple[int, Sequence[JobState]]:
+        """The build's change number now, and its jobs whose state (status, attempt, exit
+        code, reason) changed after change number ``after`` — every job when ``after`` is
+        negative — in definition order. Jobs changed later may be included as well."""
+
     def cas_jobs(
         self, job_ids: Iterable[int], from_statuses: Iterable[str], **fields: Any
     ) -> list[int]:

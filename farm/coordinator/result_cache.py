@@ -76,9 +76,11 @@ class ResultCache:
         ranks: Sequence[int],
         artifacts: Mapping[int, Sequence[ArtifactRecord]],
         has_secrets: bool,
+        index: _Index | None = None,
     ) -> str | None:
         """The job's result key, None if it is never cached. ``jobs``/``ranks``: the
-        build's jobs in definition order and each one's stage index."""
+        build's jobs in definition order and each one's stage index; ``index``: their
+        :func:`_index`, when keys of many jobs of one build are made."""
         spec = job.spec
         why = never_cached(
             spec,
@@ -88,13 +90,13 @@ class ResultCache:
         )
         if why is not None:
             return None
-        by_name = {j.name: j for j in jobs}
+        by_name, position = index or _index(jobs)
         if spec.dependencies is not None:
             sources = list(spec.dependencies)
         elif spec.needs is not None:
             sources = [n.job for n in spec.needs if n.artifacts]
         else:
-            own = ranks[next(i for i, j in enumerate(jobs) if j.id == job.id)]
+            own = ranks[position[job.id]]
             sources = [j.name for j, r in zip(jobs, ranks, strict=True) if r < own]
         inputs: list[tuple[str, str, str, str]] = []
         for name in sources:
@@ -133,8 +135,9 @@ class ResultCache:
             return set()
         artifacts = self.store.job_artifacts(build.id)
         done: set[int] = set()
+        index = _index(jobs)
         for job in candidates:
-            key = self.key(build, job, jobs, ranks, artifacts, secrets)
+            key = self.key(build, job, jobs, ranks, artifacts, secrets, index)
             if key is None:
                 continue
             source = self.store.lookup(key)
@@ -173,3 +176,12 @@ class ResultCache:
             )
             is None
         )
+
+
+_Index = tuple[dict[str, JobRecord], dict[int, int]]
+
+
+def _index(jobs: Sequence[JobRecord]) -> _Index:
+    """Jobs by name, and each job id's position (made once per advance: a key is then
+    O(its upstream), not O(the build))."""
+    return {j.name: j for j in jobs}, {j.id: i for i, j in enumerate(jobs)}

@@ -6,15 +6,18 @@ every change is a compare-and-set that is safe to attempt twice.
 
 Big builds
 ----------
-A build's job specs and DAG never change, so each process reads them once and keeps
-them (:class:`_Shape`, a small LRU). An :meth:`~Coordinator.advance` then reads only
-every job's state (one query), decides in memory, and applies each kind of decision to
-all its jobs in one compare-and-set statement (``cas_jobs``); the changes it made are
-applied to its in-memory view, so a chain of skips is followed without reading the
-build again. Jobs without ``needs`` wait for one summary node per earlier stage instead
-of for every earlier job (:meth:`_Shape.nodes`), which keeps deciding O(jobs), not
-O(jobs²). A cancel is one statement over the build's waiting and running jobs. At most
-``_INLINE`` messages are sent by the advance itself; the watchdog pass sends the rest.
+Each process keeps a build's decision graph in memory (:class:`~farm.domain.progress.
+BuildView`, a small LRU): its jobs and DAG, read once, and its jobs' states. An
+:meth:`~Coordinator.advance` first catches up with what changed in the store since it
+last looked (``Store.job_changes``: the build's change counter, so other API processes'
+writes are seen), then decides only the dependents of the jobs that changed, and applies
+each kind of decision to all its jobs in one compare-and-set statement (``cas_jobs``);
+the changes it made are applied to the view at once, so a chain of skips is followed
+without reading the build again. A finished job thus costs work in proportion to what it
+can make ready, not to the build's size. Jobs without ``needs`` wait for one summary
+node per earlier stage instead of for every earlier job. A cancel is one statement over
+the build's waiting and running jobs. At most ``_INLINE`` messages are sent by the
+advance itself; the watchdog pass sends the rest.
 
 The dispatch outbox
 -------------------
@@ -63,7 +66,7 @@ from typing import Any
 from farm.coordinator.deliverable import deliverable_manifest
 from farm.coordinator.dispatch_order import DispatchOrder
 from farm.coordinator.groups import ResourceGroups
-from farm.coordinator.ports import Blobs, BrokerProbe, JobState, Queued, Store, StoredBlob
+from farm.coordinator.ports import Blobs, BrokerProbe, Queued, Store, StoredBlob
 from farm.coordinator.ports import Dispatcher as Dispatcher  # re-exported: callers import it here
 from farm.coordinator.result_cache import ResultCache
 from farm.coordinator.stuck import mark_stuck
@@ -73,10 +76,10 @@ from farm.domain import retry as retry_rule
 from farm.domain import state
 from farm.domain.clock import utcnow
 from farm.domain.messages import ArtifactReport
+from farm.domain.progress import BuildView, Shape
 from farm.domain.records import BuildRecord, JobRecord
 from farm.domain.retry import RetryNode
 from farm.domain.specs import Pipeline
-from farm.domain.state import JobNode
 from farm.domain.statuses import (
     FINAL_BUILD,
     FINAL_JOB,
@@ -128,94 +131,6 @@ class _State:
     reason: str | None = None
 
 
-@dataclass(frozen=True)
-class _Shape:
-    """What never changes about a build: its jobs (specs, names, queues) and their DAG.
-
-    A job without ``needs`` waits for every job of the earlier stages. Instead of listing
-    them all (O(jobs²) checks for a big staged pipeline), it lists one summary node,
-    ``barrier[i]``, standing for all jobs of the stages before its own; :meth:`nodes` gives
-    each summary the status that makes ``state.decide`` and ``state.build_status`` answer
-    exactly as they would over the full lists (``tests/unit/coordinator/test_big_builds.py``
-    checks that on random pipelines).
-    """
-
-    jobs: tuple[JobRecord, ...]  # in definition order; only their fixed fields are used
-    index: dict[int, int]  # job id -> position in ``jobs``
-    named: dict[str, int]  # job name -> position in ``jobs``
-    ranks: tuple[int, ...]  # each job's stage, as its index in the build's stages
-    barrier: tuple[str | None, ...]  # each job's summary node (None: nothing earlier)
-
-    @classmethod
-    def of(cls, build: BuildRecord) -> _Shape:
-        """The shape of a build read with its jobs."""
-        rank = {name: i for i, name in enumerate(build.stages)}
-        jobs = tuple(dataclasses.replace(j, artifacts=()) for j in build.jobs)
-        ranks = tuple(rank.get(j.stage, len(rank)) for j in jobs)
-        first = min(ranks, default=0)
-        return cls(
-            jobs=jobs,
-            index={j.id: i for i, j in enumerate(jobs)},
-            named={j.name: i for i, j in enumerate(jobs)},
-            ranks=ranks,
-            barrier=tuple(None if r == first else _summary(r) for r in ranks),
-        )
-
-    def job(self, job_id: int) -> JobRecord:
-        return self.jobs[self.index[job_id]]
-
-    def nodes(self, states: Mapping[int, JobState]) -> dict[str, JobNode]:
-        """The decision graph at ``states``: one node per job (definition order), then
-        one summary node per stage that has earlier stages."""
-        nodes: dict[str, JobNode] = {}
-        per_rank: dict[int, tuple[str | None, bool]] = {}  # (a blocking job, any failing)
-        for job, rank, barrier in zip(self.jobs, self.ranks, self.barrier, strict=True):
-            now = states.get(job.id)
-            if now is None:
-                continue  # not in the store (any more): as if it were not in the pipeline
-            spec = job.spec
-            explicit = spec.needs is not None
-            node = JobNode(
-                name=job.name,
-                status=JobStatus(now.status),
-                when=spec.when,
-                allow_failure=spec.allow_failure
-                or (now.exit_code is not None and now.exit_code in spec.allow_failure_exit_codes),
-                upstream=tuple(n.job for n in spec.needs or ())
-                if explicit
-                else ((barrier,) if barrier else ()),
-                explicit_needs=explicit,
-                reason=now.reason,
-            )
-            nodes[job.name] = node
-            blocker, failing = per_rank.get(rank, (None, False))
-            # The very rules state.decide applies to a job without needs (explicit=False).
-            if blocker is None and state._blocks(node, False):
-                blocker = node.name
-            per_rank[rank] = (blocker, failing or state._is_failing(node))
-        blocker, failing = None, False
-        for i, rank in enumerate(sorted(per_rank)):
-            if i:  # stages before this one exist: summarise them
-                name = _summary(rank)
-                if blocker is not None:  # created, held back by that job: blocks, like it
-                    nodes[name] = JobNode(name, JobStatus.CREATED, upstream=(blocker,))
-                elif failing:  # final and failing, counted by nothing but the decision
-                    nodes[name] = JobNode(
-                        name, JobStatus.SKIPPED, reason=state.SKIP_UPSTREAM_FAILED
-                    )
-                else:
-                    nodes[name] = JobNode(name, JobStatus.SUCCESS)
-            own_blocker, own_failing = per_rank[rank]
-            blocker = blocker or own_blocker
-            failing = failing or own_failing
-        return nodes
-
-
-def _summary(rank: int) -> str:
-    # NUL never appears in a job name read from YAML keys by the loader.
-    return f"\0stages<{rank}"
-
-
 @dataclass
 class Coordinator:
     """Drives builds from job completions (dynamic dispatch, never a static canvas)."""
@@ -233,7 +148,7 @@ class Coordinator:
     up_since: datetime = field(default_factory=utcnow)
     clock: Callable[[], float] = time.monotonic  # of the broker back-off (tests replace it)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
-    _shapes: OrderedDict[int, _Shape] = field(default_factory=OrderedDict, init=False, repr=False)
+    _views: OrderedDict[int, BuildView] = field(default_factory=OrderedDict, init=False, repr=False)
     _epoch: str | None = field(default=None, init=False, repr=False)  # last broker epoch read
     # Jobs an advance of this process is making pending and sending: the sweep leaves them
     # to it (else each would be sent twice when a watchdog pass runs meanwhile).
@@ -256,20 +171,34 @@ class Coordinator:
         """The build's pipeline, rebuilt from its stored job specs."""
         return Pipeline(stages=build.stages, jobs=tuple(j.spec for j in build.jobs))
 
-    def _shape(self, build_id: int) -> _Shape:
+    def _view(self, build_id: int) -> BuildView:
+        """The build's decision graph kept by this process (read in full the first time;
+        :meth:`_catch_up` brings it up to date)."""
         with self._lock:
-            shape = self._shapes.get(build_id)
-            if shape is not None:
-                self._shapes.move_to_end(build_id)
-                return shape
-        shape = _Shape.of(self.store.get_build(build_id))
+            view = self._views.get(build_id)
+            if view is not None:
+                self._views.move_to_end(build_id)
+                return view
+        shape = Shape.of(self.store.get_build(build_id))
+        rev, states = self.store.job_changes(build_id, -1)
+        view = BuildView.of(shape, states, rev)
         with self._lock:
-            self._shapes[build_id] = shape
-            kept = sum(len(s.jobs) for s in self._shapes.values())
-            while kept > _SHAPES_MAX_JOBS and len(self._shapes) > 1:
-                _, dropped = self._shapes.popitem(last=False)
-                kept -= len(dropped.jobs)
-        return shape
+            kept_view = self._views.setdefault(build_id, view)  # one per build, if raced
+            kept = sum(len(v.shape.jobs) for v in self._views.values())
+            while kept > _SHAPES_MAX_JOBS and len(self._views) > 1:
+                _, dropped = self._views.popitem(last=False)
+                kept -= len(dropped.shape.jobs)
+        return kept_view
+
+    def _shape(self, build_id: int) -> Shape:
+        return self._view(build_id).shape
+
+    def _catch_up(self, view: BuildView, build_id: int) -> None:
+        """Apply what changed in the store since the view last read it (this process's
+        own writes included: they are applied at once, and read again here)."""
+        rev, states = self.store.job_changes(build_id, view.rev)
+        view.update(states)
+        view.rev = max(view.rev, rev)
 
     def advance(self, build_id: int) -> BuildRecord:
         """Dispatch what became ready, skip what cannot run, settle the build's status;
@@ -287,61 +216,61 @@ class Coordinator:
         build = self.store.get_build(build_id, with_jobs=False)
         if build.status in FINAL_BUILD:
             return False
-        shape = self._shape(build_id)
-        states: dict[int, JobState] = {s.id: s for s in self.store.job_states(build_id)}
-        nodes = shape.nodes(states)
+        view = self._view(build_id)
         ready: list[tuple[int, float | None]] = []  # made pending here: (job id, countdown)
         claimed: set[int] = set()  # in self._sending
         try:
-            for _ in range(len(shape.jobs) + 1):  # each round settles at least one job
-                decisions = state.decide(nodes)
-                if not decisions:
-                    break
-                changed, raced = self._apply(shape, states, decisions, ready, claimed)
-                if raced:  # someone else moved some of them: read where they are
-                    states = {s.id: s for s in self.store.job_states(build_id)}
-                if changed or raced:
-                    nodes = shape.nodes(states)
-                if not changed:
-                    break
-            ready = self._order.sort(self.store, build, shape.jobs, shape.ranks, ready)
-            later = {job_id for job_id, _ in ready[_INLINE:]}
-            if later:  # the watchdog pass sends these
-                self._unclaim(later)
-                claimed -= later
-                log.info(
-                    "build %s: %d job(s) wait in the outbox for the watchdog pass",
-                    build_id,
-                    len(later),
-                )
-            now = [(self._pending(shape, states, job_id), cd) for job_id, cd in ready[:_INLINE]]
-            reused = self._reuse(build, shape, states, now)
-            if reused:
-                now = [item for item in now if item[0].id not in reused]
-                nodes = shape.nodes(states)
+            with view.lock:  # one advance of a build at a time in this process
+                self._catch_up(view, build_id)
+                for _ in range(len(view.shape.jobs) + 1):  # each round settles a job
+                    decisions = view.decide()
+                    if not decisions:
+                        break
+                    changed, raced = self._apply(view, decisions, ready, claimed)
+                    if raced:  # someone else moved some of them: read where they are
+                        self._catch_up(view, build_id)
+                    if not changed:
+                        break
+                shape = view.shape
+                ready = self._order.sort(self.store, build, shape.jobs, shape.ranks, ready)
+                later = {job_id for job_id, _ in ready[_INLINE:]}
+                if later:  # the watchdog pass sends these
+                    self._unclaim(later)
+                    claimed -= later
+                    log.info(
+                        "build %s: %d job(s) wait in the outbox for the watchdog pass",
+                        build_id,
+                        len(later),
+                    )
+                now = [(self._pending(view, job_id), cd) for job_id, cd in ready[:_INLINE]]
+                reused = self._reuse(build, view, now)
+                if reused:
+                    now = [item for item in now if item[0].id not in reused]
+                status = view.status(build.cancel_requested)
             self._publish(now, build)
         finally:
             self._unclaim(claimed)
-        self._settle(build, nodes)
+        self._settle(build, status)
         return bool(reused)
 
     def _reuse(
         self,
         build: BuildRecord,
-        shape: _Shape,
-        states: dict[int, JobState],
+        view: BuildView,
         ready: Sequence[tuple[JobRecord, float | None]],
     ) -> set[int]:
         """Finish the ready jobs whose results are cached (result_cache.py)."""
         if self.results is None or not ready:
             return set()
+        shape = view.shape
         try:
             done = self.results.reuse_ready(build, shape.jobs, shape.ranks, ready)
         except Exception:  # the cache is an optimisation: run the jobs
             log.exception("build %s: result cache lookup failed", build.id)
             return set()
-        for job_id in done:
-            states[job_id] = _State(job_id, JobStatus.SUCCESS, states[job_id].attempt, 0)
+        view.update(
+            _State(job_id, JobStatus.SUCCESS, view.states[job_id].attempt, 0) for job_id in done
+        )
         return done
 
     def _claim_sending(self, ids: Sequence[int], claimed: set[int]) -> None:
@@ -354,26 +283,26 @@ class Coordinator:
             self._sending -= ids
 
     @staticmethod
-    def _pending(shape: _Shape, states: Mapping[int, JobState], job_id: int) -> JobRecord:
+    def _pending(view: BuildView, job_id: int) -> JobRecord:
         return dataclasses.replace(
-            shape.job(job_id), status=JobStatus.PENDING, attempt=states[job_id].attempt
+            view.shape.job(job_id), status=JobStatus.PENDING, attempt=view.states[job_id].attempt
         )
 
     def _apply(
         self,
-        shape: _Shape,
-        states: dict[int, JobState],
+        view: BuildView,
         decisions: Sequence[state.Decision],
         ready: list[tuple[int, float | None]],
         claimed: set[int],
     ) -> tuple[bool, bool]:
         """Apply decisions, each kind to all its jobs in one compare-and-set; record the
-        changes in ``states`` and what became pending in ``ready``. Jobs about to become
+        changes in ``view`` and what became pending in ``ready``. Jobs about to become
         pending are first ``claimed`` for sending. Returns (anything changed, some job was
         not where we thought)."""
         now = utcnow()
         batches: dict[tuple[JobStatus, str | None, float | None], list[int]] = {}
         grouped: list[tuple[JobRecord, state.Decision]] = []
+        shape, states = view.shape, view.states
         for decision in decisions:
             job = shape.jobs[shape.named[decision.name]]
             key: tuple[JobStatus, str | None, float | None]
@@ -401,11 +330,11 @@ class Coordinator:
             done = self.store.cas_jobs(ids, [JobStatus.CREATED], **fields)
             raced |= len(done) < len(ids)
             changed |= bool(done)
-            for job_id in done:
-                old = states[job_id]
-                states[job_id] = _State(job_id, status, old.attempt, old.exit_code, reason)
-                if status == JobStatus.PENDING:
-                    ready.append((job_id, delay))
+            view.update(
+                _State(j, status, states[j].attempt, states[j].exit_code, reason) for j in done
+            )
+            if status == JobStatus.PENDING:
+                ready.extend((job_id, delay) for job_id in done)
         for job, decision in grouped:
             group = job.spec.resource_group
             assert group is not None
@@ -424,13 +353,12 @@ class Coordinator:
                 raced = True
                 continue
             old = states[job.id]
-            states[job.id] = _State(job.id, JobStatus.PENDING, old.attempt, old.exit_code)
+            view.update([_State(job.id, JobStatus.PENDING, old.attempt, old.exit_code)])
             ready.append((job.id, delay))
             changed = True
         return changed, raced
 
-    def _settle(self, build: BuildRecord, nodes: Mapping[str, JobNode]) -> None:
-        status = state.build_status(nodes, build.cancel_requested)
+    def _settle(self, build: BuildRecord, status: BuildStatus) -> None:
         if status == BuildStatus.PENDING and (
             build.started_at is not None or build.status == BuildStatus.RUNNING
         ):

@@ -157,7 +157,7 @@ def cancel_redundant(coord: Coordinator, build_id: int) -> list[int]:
     Returns the ids of the builds canceled. Runs after the new build is stored, so a
     refused submission never cancels anything.
     """
-    new = coord.store.get_build(build_id)
+    new = coord.store.get_build(build_id, with_jobs=False)  # its header is enough
     canceled: list[int] = []
     for old in coord.store.list_builds(limit=100, project=new.project, ref=new.ref):
         if old.id >= build_id or old.status in FINAL_BUILD or old.repo != new.repo:

@@ -42,6 +42,7 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from farm.db import job_revs
 from farm.db.caches import CacheIndexMixin
 from farm.db.project_secrets import ProjectSecretsMixin
 from farm.db.secrets import SecretBox
@@ -494,6 +495,12 @@ class Store(CacheIndexMixin, ProjectSecretsMixin, WorkersMixin):
         with self._sessions() as s:
             return [JobState(*r) for r in s.execute(q)]
 
+    def job_changes(self, build_id: int, after: int) -> tuple[int, list[job_revs.State]]:
+        """The build's change number and its jobs whose state changed after ``after``
+        (every job for a negative one), by position (``farm/db/job_revs.py``)."""
+        with self._sessions() as s:
+            return job_revs.changes(s, build_id, after)
+
     def cas_job(
         self,
         job_id: int,
@@ -506,6 +513,11 @@ class Store(CacheIndexMixin, ProjectSecretsMixin, WorkersMixin):
             q = update(JobRow).where(JobRow.id == job_id, JobRow.status.in_(list(from_statuses)))
             if expect_attempt is not None:
                 q = q.where(JobRow.attempt == expect_attempt)
+            if job_revs.touches_state(fields):
+                build_id = s.scalar(select(JobRow.build_id).where(JobRow.id == job_id))
+                if build_id is None:
+                    return False
+                fields = {**fields, "rev": job_revs.bump(s, build_id)}
             res = s.execute(q.values(**fields))
             return bool(res.rowcount)  # type: ignore[attr-defined]
 
@@ -520,14 +532,23 @@ class Store(CacheIndexMixin, ProjectSecretsMixin, WorkersMixin):
         if not ids:
             return done
         with self._tx() as s:
-            for part in _chunks(ids):
-                q = (
-                    update(_JOBS)
-                    .where(_JOBS.c.id.in_(list(part)), _JOBS.c.status.in_(statuses))
-                    .values(**fields)
-                    .returning(_JOBS.c.id)
-                )
-                done.extend(s.execute(q).scalars())
+            builds: list[int | None] = [None]
+            if job_revs.touches_state(fields):
+                builds = list(job_revs.builds_of(s, ids))
+            for build_id in builds:
+                values = dict(fields)
+                where: list[ColumnElement[bool]] = [_JOBS.c.status.in_(statuses)]
+                if build_id is not None:
+                    values["rev"] = job_revs.bump(s, build_id)
+                    where.append(_JOBS.c.build_id == build_id)
+                for part in _chunks(ids):
+                    q = (
+                        update(_JOBS)
+                        .where(_JOBS.c.id.in_(list(part)), *where)
+                        .values(**values)
+                        .returning(_JOBS.c.id)
+                    )
+                    done.extend(s.execute(q).scalars())
         return done
 
     def cas_jobs_of_build(
@@ -535,13 +556,15 @@ class Store(CacheIndexMixin, ProjectSecretsMixin, WorkersMixin):
     ) -> list[int]:
         """One statement: ``fields`` on every job of the build whose status is one of
         ``from_statuses`` (a cancel); returns the ids that changed."""
-        q = (
-            update(_JOBS)
-            .where(_JOBS.c.build_id == build_id, _JOBS.c.status.in_(list(from_statuses)))
-            .values(**fields)
-            .returning(_JOBS.c.id)
-        )
         with self._tx() as s:
+            if job_revs.touches_state(fields):
+                fields = {**fields, "rev": job_revs.bump(s, build_id)}
+            q = (
+                update(_JOBS)
+                .where(_JOBS.c.build_id == build_id, _JOBS.c.status.in_(list(from_statuses)))
+                .values(**fields)
+                .returning(_JOBS.c.id)
+            )
             return list(s.execute(q).scalars())
 
     def jobs_with_status(self, statuses: Iterable[str]) -> list[JobRecord]:

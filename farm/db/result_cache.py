@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select, update
 
+from farm.db import job_revs
 from farm.db.repository import _artifact, _job, _select_jobs
 from farm.db.session import transaction
 from farm.db.tables import ArtifactRow, JobRow, LogChunkRow, ResultCacheRow
@@ -71,6 +72,9 @@ class ResultCacheDb:
     ) -> bool:
         now = utcnow()
         with transaction(self._sessions) as s:
+            build_id = s.scalar(select(JobRow.build_id).where(JobRow.id == job_id))
+            if build_id is None:
+                return False
             done = s.execute(
                 update(JobRow)
                 .where(
@@ -88,11 +92,11 @@ class ResultCacheDb:
                     cached_from=source.id,
                     timeline=timeline,
                     worker=None,
+                    rev=job_revs.bump(s, build_id),
                 )
             )
             if not done.rowcount:  # type: ignore[attr-defined]
                 return False
-            build_id = s.scalar(select(JobRow.build_id).where(JobRow.id == job_id))
             for art in source.artifacts:
                 s.add(
                     ArtifactRow(

@@ -66,6 +66,10 @@ class BuildRow(Base):
     # default branch when it was submitted (CI_DEFAULT_BRANCH).
     ref_kind: Mapped[str] = mapped_column(String(16), default="branch", server_default="branch")
     default_branch: Mapped[str] = mapped_column(String(255), default="main", server_default="main")
+    # Counts the changes of its jobs' states (status, attempt, exit code, reason): each
+    # such update takes the next value under this row's lock and writes it on the job, so
+    # a coordinator catches up with what changed since it last read (``job_changes``).
+    rev: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class JobRow(Base):
@@ -113,6 +117,10 @@ class JobRow(Base):
     # Why a pending job waits with no worker to take it (issue 10): set by the watchdog
     # after FARM_STUCK_AFTER, cleared once a live worker serves its queue.
     stuck_reason: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # The build's ``rev`` when this job's state last changed (migration 0015).
+    rev: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+    __table_args__ = (Index("ix_jobs_build_rev", "build_id", "rev"),)
 
 
 class ArtifactRow(Base):

@@ -67,10 +67,11 @@ def _blocks(upstream: JobNode, explicit: bool) -> bool:
     return True
 
 
-def decide(nodes: Mapping[str, JobNode]) -> list[Decision]:
-    """Decisions for every ``created`` job whose upstream jobs have settled."""
+def decide(nodes: Mapping[str, JobNode], only: Iterable[str] | None = None) -> list[Decision]:
+    """Decisions for every ``created`` job whose upstream jobs have settled (of the jobs
+    named in ``only``, in that order, when given)."""
     out: list[Decision] = []
-    for node in nodes.values():
+    for node in nodes.values() if only is None else (nodes[n] for n in only if n in nodes):
         if node.status != JobStatus.CREATED:
             continue
         ups = [nodes[u] for u in node.upstream if u in nodes]

@@ -116,3 +116,62 @@ def test_artifacts_keep_their_files(store: Store) -> None:
     (art,) = store.get_build(build.id).jobs[0].artifacts
     assert art.files == ("out/a", "out/b")
     assert store.find_artifacts("sha256:" + "d" * 64)[0].build_id == build.id
+
+
+def test_job_changes_reads_what_changed_since_a_change_number(store: Store) -> None:
+    """A coordinator catches up with only the jobs whose state changed (issue 10); other
+    columns (heartbeats, the outbox) are not changes of state."""
+    build_id = store.create_build(_new_build(), status="pending")
+    other = store.create_build(_new_build(), status="pending")
+    rev, every = store.job_changes(build_id, -1)
+    assert [s.status for s in every] == ["created", "created"]
+    first, second = (s.id for s in every)
+    assert store.job_changes(build_id, rev) == (rev, [])
+    assert store.cas_jobs([first, second], ["created"], status="pending") == [first, second]
+    rev2, changed = store.job_changes(build_id, rev)
+    assert rev2 > rev and [(s.id, s.status) for s in changed] == [
+        (first, "pending"),
+        (second, "pending"),
+    ]
+    assert store.cas_job(first, ["pending"], expect_attempt=1, status="running")
+    store.cas_job(first, ["running"], heartbeat_at=None)  # not a change of state
+    assert not store.cas_job(second, ["running"], status="success")  # refused: no row
+    rev3, changed = store.job_changes(build_id, rev2)
+    assert [(s.id, s.status) for s in changed] == [(first, "running")]
+    assert store.cas_jobs_of_build(build_id, ["pending", "running"], status="canceled")
+    rev4, changed = store.job_changes(build_id, rev3)
+    assert rev4 > rev3
+    assert {s.status for s in changed} == {"canceled"} and len(changed) == 2
+    assert store.job_changes(other, 0)[1] == []  # another build's counter is its own
+
+
+def test_concurrent_changes_are_never_missed_by_a_reader(store: Store) -> None:
+    """Writers on many threads, a reader catching up meanwhile: every final state seen."""
+    build_id = store.create_build(_new_build(), status="pending")
+    ids = [s.id for s in store.job_changes(build_id, -1)[1]]
+    seen: dict[int, str] = {}
+    rev = -1
+    stop = threading.Event()
+
+    def write(job_id: int) -> None:
+        for status in ("pending", "running", "failed", "created") * 5 + ("success",):
+            store.cas_jobs([job_id], ["created", "pending", "running", "failed"], status=status)
+
+    def read() -> None:
+        nonlocal rev
+        while not stop.is_set():
+            rev, changed = store.job_changes(build_id, rev)
+            seen.update((s.id, s.status) for s in changed)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    writers = [threading.Thread(target=write, args=(j,)) for j in ids]
+    for t in writers:
+        t.start()
+    for t in writers:
+        t.join()
+    stop.set()
+    reader.join()
+    rev, changed = store.job_changes(build_id, rev)
+    seen.update((s.id, s.status) for s in changed)
+    assert seen == dict.fromkeys(ids, "success")

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from coordinator_kit import Rig
 
-from farm.coordinator.service import _Shape
 from farm.domain import state
 from farm.domain.clock import utcnow
+from farm.domain.progress import Shape as _Shape
 from farm.domain.records import BuildRecord, JobRecord
 from farm.domain.specs import JobSpec, Need, Pipeline, PipelineLimits
 from farm.domain.state import JobNode
@@ -56,7 +56,7 @@ def test_store_calls_per_step_do_not_grow_with_the_build(tmp_path: Path) -> None
     # 500 beyond the advance's own are sent now, one page of the outbox
     assert small[2] == Counter(jobs_with_status=1, outbox=1)
     assert sweep["outbox"] == 2 and sweep["mark_queued"] == 1
-    assert submit["cas_job"] == 0 and submit["job_states"] == 1
+    assert submit["cas_job"] == 0 and submit["job_changes"] == 2  # the view, its catch-up
     assert submit["get_build"] <= 4  # a header, the shape, the build returned, the deliverable
     assert cancel["cas_jobs_of_build"] == 1 and cancel["cas_job"] == 0
 

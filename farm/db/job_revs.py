@@ -1,0 +1,68 @@
+"""Per-build change counters: which jobs' states changed since a coordinator last read.
+
+Every update of a job's state (status, attempt, exit code, reason) first takes the next
+``builds.rev`` with ``UPDATE … RETURNING`` and writes it on the job, in the same
+transaction. The builds row's lock orders those transactions (PostgreSQL holds it to
+the commit; SQLite has one writer at a time), so once ``builds.rev`` reads R every
+change numbered up to R is committed and visible: reading the build's ``rev`` first and
+then the jobs above the last value seen misses nothing (``changes``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NamedTuple, cast
+
+from sqlalchemy import Table, select, update
+from sqlalchemy.orm import Session
+
+from farm.db.tables import BuildRow, JobRow
+
+_BUILDS = cast(Table, BuildRow.__table__)
+_JOBS = cast(Table, JobRow.__table__)
+
+# The job columns a build's decision graph reads (coordinator/service.py).
+STATE_FIELDS = frozenset({"status", "attempt", "exit_code", "reason"})
+
+
+class State(NamedTuple):
+    """A job's state as ``ports.JobState``."""
+
+    id: int
+    status: str
+    attempt: int
+    exit_code: int | None
+    reason: str | None
+
+
+def touches_state(fields: Mapping[str, Any]) -> bool:
+    """Whether an update of these job columns changes what deciding reads."""
+    return not STATE_FIELDS.isdisjoint(fields)
+
+
+def bump(s: Session, build_id: int) -> int:
+    """The build's next change number (taking its row's lock until the commit)."""
+    q = (
+        update(_BUILDS)
+        .where(_BUILDS.c.id == build_id)
+        .values(rev=_BUILDS.c.rev + 1)
+        .returning(_BUILDS.c.rev)
+    )
+    return int(s.execute(q).scalar_one_or_none() or 0)
+
+
+def builds_of(s: Session, job_ids: list[int]) -> list[int]:
+    """The builds these jobs belong to, in id order (the order rows are locked in)."""
+    q = select(_JOBS.c.build_id).where(_JOBS.c.id.in_(job_ids)).distinct()
+    return sorted(int(b) for b in s.scalars(q))
+
+
+def changes(s: Session, build_id: int, after: int) -> tuple[int, list[State]]:
+    """The build's change number now and its jobs changed after ``after`` (all of them
+    for a negative ``after``), in definition order."""
+    rev = s.scalar(select(_BUILDS.c.rev).where(_BUILDS.c.id == build_id))
+    c = _JOBS.c
+    q = select(c.id, c.status, c.attempt, c.exit_code, c.reason).where(c.build_id == build_id)
+    if after >= 0:
+        q = q.where(c.rev > after)
+    return int(rev or 0), [State(*r) for r in s.execute(q.order_by(c.position))]
