@@ -274,7 +274,13 @@ def build_document(build: BuildRecord, jobs: list[JobLine]) -> bytes:
         for j in jobs
     ]
     doc.stuck_reason = _first_stuck(doc.jobs)
-    return doc.model_dump_json().encode()
+    # Job by job: one serializer call holds the GIL from start to end, which for a
+    # 10,000-job document stalled every other request of the API for ~0.1 s.
+    jobs, doc.jobs = doc.jobs, []
+    head = doc.model_dump_json().encode()
+    body = b",".join(j.model_dump_json().encode() for j in jobs)
+    # Quotes inside JSON strings are escaped: the only raw `"jobs":[]` is the field.
+    return head.replace(b'"jobs":[]', b'"jobs":[' + body + b"]", 1)
 
 
 def _first_stuck(jobs: Iterable[JobOut]) -> str | None:

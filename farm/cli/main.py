@@ -169,6 +169,10 @@ def api(host: str | None, port: int | None) -> None:
     settings = get_settings()
     if host:  # the exposure check must see the address actually bound
         settings = settings.model_copy(update={"api_host": host})
+    # A request that waits on the database gives up the GIL and then waits up to the
+    # switch interval (5 ms) for each busy thread (a big submit, workers' reports) before
+    # it runs again; at 1 ms a small request is not made to queue behind a big one.
+    sys.setswitchinterval(0.001)
     uvicorn.run(
         create_app(settings),
         host=settings.api_host,

@@ -120,6 +120,9 @@ class Store(Protocol):
         a stale attempt never changes anything.
         """
 
+    def job_ids(self, build_id: int) -> list[int]:
+        """The ids of a build's jobs, in definition order."""
+
     def job_states(self, build_id: int) -> Sequence[JobState]:
         """Every job of a build, in definition order, as its current state only."""
 
@@ -202,6 +205,13 @@ class Store(Protocol):
         files: list[str] | None = None,
     ) -> ArtifactRecord:
         """Record a stored blob as an artifact of a build (and of a job, unless None)."""
+
+    def beat_and_log(
+        self, job_id: int, attempt: int, at: datetime, data: str, cap: int, offset: int | None
+    ) -> tuple[bool, bool]:
+        """One transaction: record a heartbeat ``at`` if ``attempt`` is running (alive?),
+        then :meth:`append_log` ``data`` when there is any (accepted? True without data;
+        False for a stale attempt's)."""
 
     def append_log(
         self, job_id: int, attempt: int, data: str, cap: int, offset: int | None = None

@@ -77,7 +77,7 @@ from farm.domain import state
 from farm.domain.clock import utcnow
 from farm.domain.messages import ArtifactReport
 from farm.domain.progress import BuildView, Shape
-from farm.domain.records import BuildRecord, JobRecord
+from farm.domain.records import BuildRecord, JobRecord, NewBuild
 from farm.domain.retry import RetryNode
 from farm.domain.specs import Pipeline
 from farm.domain.statuses import (
@@ -181,9 +181,38 @@ class Coordinator:
                 return view
         shape = Shape.of(self.store.get_build(build_id))
         rev, states = self.store.job_changes(build_id, -1)
-        view = BuildView.of(shape, states, rev)
+        return self._keep(build_id, BuildView.of(shape, states, rev))
+
+    def start(self, build_id: int, new: NewBuild) -> None:
+        """Advance a build just stored from ``new``: its view is made from the specs in
+        hand (only the jobs' ids are read back), not by reading and parsing every job."""
+        ids = self.store.job_ids(build_id)
+        if len(ids) == len(new.jobs):
+            build = self.store.get_build(build_id, with_jobs=False)
+            jobs = tuple(
+                JobRecord(
+                    id=job_id,
+                    build_id=build_id,
+                    name=spec.name,
+                    stage=spec.stage,
+                    position=pos,
+                    spec=spec,
+                    status=JobStatus.CREATED,
+                    attempt=1,
+                    queue=queue,
+                )
+                for pos, (job_id, (spec, queue)) in enumerate(zip(ids, new.jobs, strict=True))
+            )
+            shape = Shape.of(dataclasses.replace(build, jobs=jobs))
+            rev, states = self.store.job_changes(build_id, -1)
+            self._keep(build_id, BuildView.of(shape, states, rev))
+        self._advance(build_id)
+
+    def _keep(self, build_id: int, view: BuildView) -> BuildView:
+        """Keep ``view`` (or the one another thread kept first); drop the least recent
+        views beyond ``_SHAPES_MAX_JOBS`` jobs."""
         with self._lock:
-            kept_view = self._views.setdefault(build_id, view)  # one per build, if raced
+            kept_view = self._views.setdefault(build_id, view)
             kept = sum(len(v.shape.jobs) for v in self._views.values())
             while kept > _SHAPES_MAX_JOBS and len(self._views) > 1:
                 _, dropped = self._views.popitem(last=False)
@@ -621,6 +650,14 @@ class Coordinator:
         return self.store.cas_job(
             job_id, [JobStatus.RUNNING], expect_attempt=attempt, heartbeat_at=utcnow()
         )
+
+    def beat_and_log(
+        self, job_id: int, attempt: int, text: str, offset: int | None = None
+    ) -> tuple[bool, bool]:
+        """A worker's log request: :meth:`heartbeat` and :meth:`append_log` (when there
+        is text) in one store transaction; returns (alive, accepted)."""
+        cap = self.settings.log_max_bytes
+        return self.store.beat_and_log(job_id, attempt, utcnow(), text, cap, offset)
 
     def append_log(self, job_id: int, attempt: int, text: str, offset: int | None = None) -> bool:
         """Store output of a running attempt (capped); False once the log is full."""

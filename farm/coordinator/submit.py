@@ -89,7 +89,14 @@ def catalog_reader(root: Path) -> Callable[[str], str | None]:
 
 
 def submit(coord: Coordinator, sub: Submission) -> BuildRecord:
-    """Create and start a build for ``sub``; SourceError/PipelineError if it cannot run."""
+    """Create and start a build for ``sub``; SourceError/PipelineError if it cannot run.
+    Returns the build with its jobs."""
+    return coord.store.get_build(start_build(coord, sub))
+
+
+def start_build(coord: Coordinator, sub: Submission) -> int:
+    """:func:`submit`, returning the build's id only (the API answers with a document it
+    reads without parsing every job's spec again)."""
     settings = coord.settings
     src = resolve(sub.repo, sub.ref, sub.commit, settings.data_dir / "repos")
     files = src.files()
@@ -147,7 +154,8 @@ def submit(coord: Coordinator, sub: Submission) -> BuildRecord:
     build_id = coord.store.create_build(new, status=BuildStatus.PENDING)
     coord.build_changed(build_id)  # made pending (a commit status "pending" for the host)
     cancel_redundant(coord, build_id)
-    return coord.advance(build_id)
+    coord.start(build_id, new)
+    return build_id
 
 
 def cancel_redundant(coord: Coordinator, build_id: int) -> list[int]:

@@ -495,6 +495,12 @@ class Store(CacheIndexMixin, ProjectSecretsMixin, WorkersMixin):
         with self._sessions() as s:
             return [JobState(*r) for r in s.execute(q)]
 
+    def job_ids(self, build_id: int) -> list[int]:
+        """The ids of a build's jobs, in definition order."""
+        q = select(_JOBS.c.id).where(_JOBS.c.build_id == build_id).order_by(_JOBS.c.position)
+        with self._sessions() as s:
+            return list(s.scalars(q))
+
     def job_changes(self, build_id: int, after: int) -> tuple[int, list[job_revs.State]]:
         """The build's change number and its jobs whose state changed after ``after``
         (every job for a negative one), by position (``farm/db/job_revs.py``)."""
@@ -510,11 +516,14 @@ class Store(CacheIndexMixin, ProjectSecretsMixin, WorkersMixin):
     ) -> bool:
         """Compare-and-set on a job: applies ``fields`` only from the given state/attempt."""
         with self._tx() as s:
-            q = update(JobRow).where(JobRow.id == job_id, JobRow.status.in_(list(from_statuses)))
+            # Core, not ORM: an ORM update evaluates its criteria against the session's
+            # objects first, a cost paid on every claim, heartbeat and finish.
+            c = _JOBS.c
+            q = update(_JOBS).where(c.id == job_id, c.status.in_(list(from_statuses)))
             if expect_attempt is not None:
-                q = q.where(JobRow.attempt == expect_attempt)
+                q = q.where(c.attempt == expect_attempt)
             if job_revs.touches_state(fields):
-                build_id = s.scalar(select(JobRow.build_id).where(JobRow.id == job_id))
+                build_id = s.scalar(select(c.build_id).where(c.id == job_id))
                 if build_id is None:
                     return False
                 fields = {**fields, "rev": job_revs.bump(s, build_id)}
@@ -776,6 +785,26 @@ class Store(CacheIndexMixin, ProjectSecretsMixin, WorkersMixin):
                 text, row.log_bytes = fitted
                 s.add(LogChunkRow(job_id=job_id, attempt=attempt, data=text))
             return row.log_bytes < cap
+
+    def beat_and_log(
+        self, job_id: int, attempt: int, at: datetime, data: str, cap: int, offset: int | None
+    ) -> tuple[bool, bool]:
+        """A worker's log request in one transaction: the heartbeat of a running
+        ``attempt`` (alive?), then :meth:`append_log` of ``data`` if any (accepted?)."""
+        with self._tx() as s:
+            row = s.get(JobRow, job_id, with_for_update=True)
+            if row is None or row.attempt != attempt:
+                return False, not data
+            alive = row.status == JobStatus.RUNNING
+            if alive:
+                row.heartbeat_at = at
+            if not data:
+                return alive, True
+            fitted = fit_chunk(row.log_bytes, data, cap, offset)
+            if fitted is not None:
+                text, row.log_bytes = fitted
+                s.add(LogChunkRow(job_id=job_id, attempt=attempt, data=text))
+            return alive, row.log_bytes < cap
 
     def read_log(self, job_id: int, attempt: int, after: int = 0) -> tuple[str, int]:
         """Log text of ``attempt`` written after chunk id ``after``; returns (text, last id)."""

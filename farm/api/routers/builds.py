@@ -11,7 +11,7 @@ from farm.api.deps import BlobsDep, CoordinatorDep, SettingsDep, StoreDep
 from farm.api.errors import errors
 from farm.api.limits import MAX_ID, BuildIdPath, Line
 from farm.api.schemas import BuildOut, BuildRequest, build_document
-from farm.coordinator.submit import Submission, submit
+from farm.coordinator.submit import Submission, start_build
 from farm.domain.auth import Scope
 from farm.domain.statuses import BuildStatus
 from farm.errors import NotFound
@@ -36,13 +36,13 @@ router = APIRouter(prefix="/api/v1/builds", tags=["builds"])
 def create_build(
     body: BuildRequest,
     coord: CoordinatorDep,
-    response: Response,
+    store: StoreDep,
     principal: PrincipalDep,
     settings: SettingsDep,
-) -> BuildOut:
+) -> Response:
     """Build a commit: resolve it, read its pipeline, queue its first jobs."""
     check_repo_access(principal, body.repo, settings)
-    build = submit(
+    build_id = start_build(
         coord,
         Submission(
             repo=body.repo,
@@ -53,8 +53,10 @@ def create_build(
             no_cache=body.no_cache,
         ),
     )
-    response.headers["Location"] = f"/api/v1/builds/{build.id}"
-    return BuildOut.of(build)
+    doc = _document(store, build_id)
+    doc.status_code = 201
+    doc.headers["Location"] = f"/api/v1/builds/{build_id}"
+    return doc
 
 
 @router.get("", dependencies=[requires(Scope.READ)], response_model=list[BuildOut])
@@ -77,8 +79,17 @@ def list_builds(
     response_model=BuildOut,
     responses=errors(404),
 )
-def get_build(build_id: BuildIdPath, store: StoreDep) -> Response:
+def get_build(
+    build_id: BuildIdPath,
+    store: StoreDep,
+    jobs: Annotated[
+        bool, Query(description="false: the build's own fields only (`jobs` empty), to poll")
+    ] = True,
+) -> Response:
     """The build document with every job and its artifacts."""
+    if not jobs:  # one primary-key read, whatever the build's size
+        return Response(build_document(store.get_build(build_id, with_jobs=False), []),
+                        media_type="application/json")  # fmt: skip
     return _document(store, build_id)
 
 

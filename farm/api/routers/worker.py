@@ -129,8 +129,7 @@ def append_log(
     """Append output; the answer says whether the attempt may go on (cancel, reassignment)."""
     check_protocol(body.protocol)
     _check_holder(store, job_id, body.attempt, body.job_token, principal)
-    alive = coord.heartbeat(job_id, body.attempt)
-    accepted = coord.append_log(job_id, body.attempt, body.data, body.offset) if body.data else True
+    alive, accepted = coord.beat_and_log(job_id, body.attempt, body.data, body.offset)
     return LogReply(continue_=alive, accepted=accepted)
 
 

@@ -83,7 +83,7 @@ def test_a_changed_upstream_artifact_reruns_the_job(farm: Farm, tmp_path: Path) 
     pipeline = PIPELINE.replace(
         "    - echo built-it\n",
         # busybox date has no %N: the build id differs on every run, the time may not
-        "    - echo built-it\n    - echo \"$CI_PIPELINE_ID\" >> out.txt\n",
+        '    - echo built-it\n    - echo "$CI_PIPELINE_ID" >> out.txt\n',
     ).replace(
         "build:\n  stage: build\n",
         "build:\n  stage: build\n  variables:\n    FARM_CACHE_RESULT: 'false'\n",

@@ -206,6 +206,9 @@ class FakeStore:
             )
             return [State(j.id, j.status, j.attempt, j.exit_code, j.reason) for j in jobs]
 
+    def job_ids(self, build_id: int) -> list[int]:
+        return [s.id for s in self._states(build_id)]
+
     def job_changes(self, build_id: int, after: int) -> tuple[int, list[State]]:
         # Every job, each time: a superset of what changed, which the port allows (tests
         # poke jobs directly, so a counter could miss their changes).
@@ -378,6 +381,12 @@ class FakeStore:
         """Every artifact row of a build, the deliverable (job None) included (tests)."""
         with self._lock:
             return [a for a in self._artifacts if a.build_id == build_id]
+
+    def beat_and_log(
+        self, job_id: int, attempt: int, at: datetime, data: str, cap: int, offset: int | None
+    ) -> tuple[bool, bool]:
+        alive = self.cas_job(job_id, [JobStatus.RUNNING], expect_attempt=attempt, heartbeat_at=at)
+        return alive, self.append_log(job_id, attempt, data, cap, offset) if data else True
 
     def append_log(
         self, job_id: int, attempt: int, data: str, cap: int, offset: int | None = None
