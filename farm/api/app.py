@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -70,9 +71,19 @@ def _watchdog(coord: Coordinator, stop: threading.Event) -> None:
         coord.recover()
     except Exception as exc:
         log.error("recovery after start failed: %s", exc)
-    while not stop.wait(coord.settings.watchdog_interval):
+    interval = coord.settings.watchdog_interval
+    due = time.monotonic() + interval
+    while not stop.is_set():
+        kicked = coord.outbox_kick.wait(max(0.0, due - time.monotonic()))
+        if stop.is_set():
+            return
         try:
-            coord.watchdog()
+            if kicked:  # an advance left ready jobs in the outbox: send them now
+                coord.outbox_kick.clear()
+                coord.sweep()
+            if time.monotonic() >= due:
+                due = time.monotonic() + interval
+                coord.watchdog()
         except Exception as exc:  # keep watching; a DB blip is not fatal
             log.error("watchdog pass failed: %s", exc)
 
@@ -155,6 +166,7 @@ def create_app(
         if data_plane is not None:
             data_plane.stop()
         stop.set()
+        coord.outbox_kick.set()  # wakes the watchdog thread, which sees stop and ends
         controller.stop()
         scheduler.stop()
         thread.join(timeout=5)

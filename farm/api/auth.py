@@ -15,6 +15,7 @@ import ipaddress
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -89,6 +90,7 @@ class Authenticator:
         self._cache: dict[str, tuple[float, TokenInfo | None]] = {}
         self._touched: dict[int, float] = {}
         self._lock = threading.Lock()
+        self._toucher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="token-touch")
 
     def _lookup(self, token: str) -> TokenInfo | None:
         key = hash_token(token)
@@ -128,9 +130,14 @@ class Authenticator:
             if now - self._touched.get(token_id, -_TOUCH_EVERY) < _TOUCH_EVERY:
                 return
             self._touched[token_id] = now
-        # A busy database must not fail the request over a timestamp.
+        # Off the request's path: the write waits for the database's write lock, which a
+        # big submit holds for a while, and no request should wait for a timestamp.
+        self._toucher.submit(self._touch_now, token_id, datetime.now(UTC))
+
+    def _touch_now(self, token_id: int, at: datetime) -> None:
+        # A busy database must not fail anything over a timestamp.
         with contextlib.suppress(Exception):
-            self.tokens.touch(token_id, datetime.now(UTC))
+            self.tokens.touch(token_id, at)
 
     def authorize(self, header: str | None, *scopes: Scope) -> Principal:
         """Check an ``Authorization`` header value for any of ``scopes`` (the data plane)."""

@@ -276,9 +276,9 @@ def build_document(build: BuildRecord, jobs: list[JobLine]) -> bytes:
     doc.stuck_reason = _first_stuck(doc.jobs)
     # Job by job: one serializer call holds the GIL from start to end, which for a
     # 10,000-job document stalled every other request of the API for ~0.1 s.
-    jobs, doc.jobs = doc.jobs, []
+    lines, doc.jobs = doc.jobs, []
     head = doc.model_dump_json().encode()
-    body = b",".join(j.model_dump_json().encode() for j in jobs)
+    body = b",".join(j.model_dump_json().encode() for j in lines)
     # Quotes inside JSON strings are escaped: the only raw `"jobs":[]` is the field.
     return head.replace(b'"jobs":[]', b'"jobs":[' + body + b"]", 1)
 

@@ -95,7 +95,7 @@ log = logging.getLogger("farm.coordinator")
 
 _WAITING = (JobStatus.CREATED, JobStatus.PENDING, JobStatus.MANUAL)
 _NOT_FINAL = tuple(s for s in BuildStatus if s not in FINAL_BUILD)
-_INLINE = 500  # messages one advance sends itself; the watchdog pass sends the rest
+_INLINE = 200  # messages one advance sends itself; an outbox pass sends the rest at once
 _OUTBOX_PAGE = 500  # outbox entries read (and sent) at a time
 _SHAPES_MAX_JOBS = 50_000  # jobs of the build shapes kept in memory, least recent dropped
 _RETRY_FIRST = 1.0  # seconds before the first re-send to a broker that could not be reached
@@ -156,6 +156,9 @@ class Coordinator:
     _failures: int = field(default=0, init=False, repr=False)  # publishes failed in a row
     _retry_at: float = field(default=0.0, init=False, repr=False)  # monotonic; 0: no back-off
     results: ResultCache | None = None  # reuses identical jobs' results (result_cache.py)
+    # Set when an advance left ready jobs in the outbox: the API's watchdog thread then
+    # sends them at once instead of at its next pass (the request answers meanwhile).
+    outbox_kick: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
     # Sends a batch of ready jobs longest remaining path first (dispatch_order.py).
     _order: DispatchOrder = field(default_factory=DispatchOrder, init=False, repr=False)
 
@@ -263,9 +266,10 @@ class Coordinator:
                 shape = view.shape
                 ready = self._order.sort(self.store, build, shape.jobs, shape.ranks, ready)
                 later = {job_id for job_id, _ in ready[_INLINE:]}
-                if later:  # the watchdog pass sends these
+                if later:  # an outbox pass on the watchdog's thread sends these, now
                     self._unclaim(later)
                     claimed -= later
+                    self.outbox_kick.set()
                     log.info(
                         "build %s: %d job(s) wait in the outbox for the watchdog pass",
                         build_id,

@@ -53,19 +53,23 @@ def test_store_calls_per_step_do_not_grow_with_the_build(tmp_path: Path) -> None
     submit, finish, sweep, cancel = big
     assert (small[0], small[1], small[3]) == (submit, finish, cancel)
     # the watchdog pass: the small build's jobs were all sent by the submit; the big one's
-    # 500 beyond the advance's own are sent now, one page of the outbox
+    # jobs beyond the advance's own are sent now, one page of the outbox
     assert small[2] == Counter(jobs_with_status=1, outbox=1)
-    assert sweep["outbox"] == 2 and sweep["mark_queued"] == 1
+    assert sweep["outbox"] == 2 and sweep["mark_queued"] == 2  # pages of 500
     assert submit["cas_job"] == 0 and submit["job_changes"] == 2  # the view, its catch-up
     assert submit["get_build"] <= 4  # a header, the shape, the build returned, the deliverable
     assert cancel["cas_jobs_of_build"] == 1 and cancel["cas_job"] == 0
 
 
-def test_an_advance_sends_500_messages_and_the_watchdog_pass_the_rest(tmp_path: Path) -> None:
+def test_an_advance_sends_200_messages_and_kicks_an_outbox_pass_for_the_rest(
+    tmp_path: Path,
+) -> None:
     rig = Rig(tmp_path, probe=True)
+    assert not rig.coord.outbox_kick.is_set()
     b = rig.start(_pipeline(200))  # 1,000 jobs in the first stage
     assert len(rig.with_status(b, JobStatus.PENDING)) == 1000
-    assert len(rig.dispatcher.calls) == 500
+    assert len(rig.dispatcher.calls) == 200
+    assert rig.coord.outbox_kick.is_set()  # the API's watchdog thread sends them now
     assert rig.coord.watchdog() == []
     assert len(rig.dispatcher.calls) == 1000 == len(set(rig.dispatcher.jobs()))
     assert rig.coord.watchdog() == [] and len(rig.dispatcher.calls) == 1000
@@ -200,7 +204,7 @@ def test_a_watchdog_pass_during_an_advance_sends_nothing_twice(tmp_path: Path) -
             passes[0] = rig.coord.sweep()
 
     rig.dispatcher.dispatch = dispatch  # type: ignore[method-assign]
-    b = rig.start(_pipeline(200))  # 1,000 jobs ready: 500 sent by the advance
-    assert passes == [500]  # the pass sent the other 500, none of the advance's
+    b = rig.start(_pipeline(200))  # 1,000 jobs ready: 200 sent by the advance
+    assert passes == [800]  # the pass sent the other 800, none of the advance's
     assert sorted(rig.dispatcher.jobs()) == sorted(j.id for j in rig.build(b).jobs[:1000])
     assert rig.coord.sweep() == 0
