@@ -320,6 +320,8 @@ def part_noop(root: Path, jobs: int, big: int) -> tuple[str, str]:
     big_repo = make_repo(root / "noop-big", {".farm-ci.yml": flat(big)})
     slots = 4
     rows, big_text = [], ""
+    per_job: dict[int, dict[str, float]] = {}
+    floor = 0.0
     for workers in (1, 2):
         sf = start(root / f"noop-{workers}", workers, slots, {"FARM_EXECUTOR": "noop"})
         try:
@@ -330,6 +332,11 @@ def part_noop(root: Path, jobs: int, big: int) -> tuple[str, str]:
             assert done["status"] == "success", done["status"]
             med = slice_medians(done["jobs"])
             rate = jobs / wall
+            per_job[workers] = {
+                k: cpu[k] * wall / jobs * 1000 for k in ("api", "workers") if k in cpu
+            }
+            if workers == 1:
+                floor = request_floor(sf, done["id"])
             print(f"noop {workers} proc: {rate:.1f} jobs/s, submit {submit:.2f}s, cpu {cpu}")
             rows.append(
                 f"| {workers} | {workers * slots} | {submit:.2f} s | {wall:.2f} s | "
@@ -349,9 +356,30 @@ def part_noop(root: Path, jobs: int, big: int) -> tuple[str, str]:
         "CPU in cores, average over the build.\n\n"
         "| worker processes | slots | submit | wall | jobs/s end to end | jobs/s after submit "
         "| report (median) | advance (median) | CPU (cores) |\n"
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---|\n" + "\n".join(rows) + "\n"
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---|\n" + "\n".join(rows) + "\n\n"
+        "CPU per job (ms): "
+        + "; ".join(
+            f"{w} process(es): API {c.get('api', 0):.1f}, workers {c.get('workers', 0):.1f}"
+            for w, c in per_job.items()
+        )
+        + f". The floor of one authenticated request that reads one row (`GET "
+        f"/api/v1/builds/{{id}}?jobs=false`, 1,000 in a row on the idle farm): **{floor:.1f} "
+        "ms** of API CPU; a job makes three such requests (claim, log, finish) besides its "
+        "Celery message and its database writes.\n"
     )
     return noop, big_text
+
+
+def request_floor(sf: ScaleFarm, build_id: int, n: int = 1000) -> float:
+    """API CPU milliseconds per minimal authenticated request."""
+    api = sf.pids["api"][0]
+    with sf.farm.http as h:
+        for _ in range(50):  # warm: token cache, connections
+            h.get(f"/api/v1/builds/{build_id}?jobs=false")
+        before = _cpu(api)
+        for _ in range(n):
+            h.get(f"/api/v1/builds/{build_id}?jobs=false").raise_for_status()
+        return (_cpu(api) - before) / n * 1000
 
 
 def big_pipeline(sf: ScaleFarm, small: Path, big_repo: Path, n: int) -> str:

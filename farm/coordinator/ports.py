@@ -24,7 +24,7 @@ coordinator notice messages lost with the broker (``coordinator/service.py``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -205,6 +205,18 @@ class Store(Protocol):
         files: list[str] | None = None,
     ) -> ArtifactRecord:
         """Record a stored blob as an artifact of a build (and of a job, unless None)."""
+
+    def finish_attempt(
+        self,
+        job_id: int,
+        attempt: int,
+        artifacts: Sequence[Mapping[str, Any]],
+        **fields: Any,
+    ) -> bool:
+        """In one transaction: the compare-and-set of a running ``attempt`` to ``fields``
+        and, if it applied, its ``artifacts`` (each as :meth:`add_artifact`'s keywords
+        but the build and job). False, with nothing written, if the attempt was not
+        running."""
 
     def beat_and_log(
         self, job_id: int, attempt: int, at: datetime, data: str, cap: int, offset: int | None

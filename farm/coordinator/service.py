@@ -156,6 +156,7 @@ class Coordinator:
     _failures: int = field(default=0, init=False, repr=False)  # publishes failed in a row
     _retry_at: float = field(default=0.0, init=False, repr=False)  # monotonic; 0: no back-off
     results: ResultCache | None = None  # reuses identical jobs' results (result_cache.py)
+    _started: set[int] = field(default_factory=set, init=False, repr=False)  # not pending
     # Set when an advance left ready jobs in the outbox: the API's watchdog thread then
     # sends them at once instead of at its next pass (the request answers meanwhile).
     outbox_kick: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
@@ -643,10 +644,17 @@ class Coordinator:
             return None
         job = self.store.get_job(job_id)
         # The first claim makes the build "running"; a CAS, not a reload of the whole build.
-        if self.store.cas_build(
-            job.build_id, [BuildStatus.PENDING], status=BuildStatus.RUNNING, started_at=now
-        ):
-            self.build_changed(job.build_id)
+        # A build never goes back to pending: once this process saw it leave, later
+        # claims skip the write.
+        if job.build_id not in self._started:
+            if self.store.cas_build(
+                job.build_id, [BuildStatus.PENDING], status=BuildStatus.RUNNING, started_at=now
+            ):
+                self.build_changed(job.build_id)
+            with self._lock:
+                if len(self._started) > 100_000:
+                    self._started.clear()
+                self._started.add(job.build_id)
         return job
 
     def heartbeat(self, job_id: int, attempt: int) -> bool:
@@ -700,38 +708,44 @@ class Coordinator:
         status = JobStatus.SUCCESS if result.succeeded else JobStatus.FAILED
         reason = result.reason or (None if result.succeeded else FailureReason.SCRIPT_FAILURE)
         marks = at_report(job, result.timeline, time.time())
-        if not self.store.cas_job(
+        now = utcnow()
+        # The job's status and its artifacts in one transaction: a concurrent advance
+        # that sees the job succeed may dispatch its dependents at once, and their
+        # claims must find its artifacts.
+        artifacts = [
+            {
+                "name": art.name,
+                "kind": art.kind,
+                "digest": art.digest,
+                "size": art.size,
+                "files": list(art.files) or None,
+                "expires_at": now + timedelta(seconds=art.expire_in) if art.expire_in else None,
+            }
+            for art in result.artifacts
+        ]
+        if not self.store.finish_attempt(
             job_id,
-            [JobStatus.RUNNING],
-            expect_attempt=attempt,
+            attempt,
+            artifacts,
             status=status,
             exit_code=result.exit_code,
             reason=reason,
-            finished_at=utcnow(),
+            finished_at=now,
             coverage=result.coverage,
             test_report=result.tests,
             timeline=marks,
         ):
             return self.store.get_job(job_id)
-        now = utcnow()
-        for art in result.artifacts:
-            self.store.add_artifact(
-                build_id=job.build_id,
-                job_id=job_id,
-                name=art.name,
-                kind=art.kind,
-                digest=art.digest,
-                size=art.size,
-                files=list(art.files) or None,
-                expires_at=now + timedelta(seconds=art.expire_in) if art.expire_in else None,
-            )
         self._release(job)
         if result.succeeded:
             self._remember(job)
         self._advance(job.build_id)
         marks["next_dispatched"] = time.time()
         self.store.cas_job(job_id, [status], expect_attempt=attempt, timeline=marks)
-        return self.store.get_job(job_id)
+        # The record as this finish left it (its artifacts aside): no read back.
+        return dataclasses.replace(
+            job, status=status, exit_code=result.exit_code, reason=reason, finished_at=now
+        )
 
     def _remember(self, job: JobRecord) -> None:
         """Remember a job that ran and succeeded in the result cache (result_cache.py)."""

@@ -17,7 +17,7 @@ keyed by that text: nothing can go stale).
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -760,6 +760,30 @@ class Store(CacheIndexMixin, ProjectSecretsMixin, WorkersMixin):
             s.add(row)
             s.flush()
             return _artifact(row)
+
+    def finish_attempt(
+        self,
+        job_id: int,
+        attempt: int,
+        artifacts: Sequence[Mapping[str, Any]],
+        **fields: Any,
+    ) -> bool:
+        """The end of a running attempt and its artifacts, in one transaction."""
+        c = _JOBS.c
+        with self._tx() as s:
+            build_id = s.scalar(select(c.build_id).where(c.id == job_id))
+            if build_id is None:
+                return False
+            q = update(_JOBS).where(
+                c.id == job_id, c.status == JobStatus.RUNNING, c.attempt == attempt
+            )
+            done = s.execute(q.values(**fields, rev=job_revs.bump(s, build_id)))
+            if not done.rowcount:  # type: ignore[attr-defined]
+                return False
+            now = utcnow()
+            for art in artifacts:
+                s.add(ArtifactRow(build_id=build_id, job_id=job_id, created_at=now, **art))
+            return True
 
     def find_artifacts(self, digest: str) -> list[ArtifactRecord]:
         """Artifacts stored under ``digest``."""

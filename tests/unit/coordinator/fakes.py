@@ -16,7 +16,7 @@ import dataclasses
 import hashlib
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -381,6 +381,20 @@ class FakeStore:
         """Every artifact row of a build, the deliverable (job None) included (tests)."""
         with self._lock:
             return [a for a in self._artifacts if a.build_id == build_id]
+
+    def finish_attempt(
+        self,
+        job_id: int,
+        attempt: int,
+        artifacts: Sequence[Mapping[str, Any]],
+        **fields: Any,
+    ) -> bool:
+        if not self.cas_job(job_id, [JobStatus.RUNNING], expect_attempt=attempt, **fields):
+            return False
+        build_id = self._jobs[job_id].build_id
+        for art in artifacts:
+            self.add_artifact(build_id=build_id, job_id=job_id, **art)
+        return True
 
     def beat_and_log(
         self, job_id: int, attempt: int, at: datetime, data: str, cap: int, offset: int | None
