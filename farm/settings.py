@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     # spooled on the worker's disk and re-sent this long while the API does not take them.
     container_lease_seconds: float = Field(default=10.0, ge=3.0)
     spool_patience: float = Field(default=3600.0, ge=0.0)
+    # Verified blobs (snapshots, upstream artifacts) a worker keeps by digest in its work
+    # dir, so the jobs of a build do not each download them again (0: off).
+    worker_blob_cache_bytes: int = Field(default=2 * 1024**3, ge=0)
     # `farm up` restarts a dead child after backoff_initial seconds, doubling up to
     # backoff_max (back to the start once it stayed up stable_after); crash_deaths deaths of
     # one child within crash_window seconds stop the whole farm (farm/cli/supervise.py).

@@ -55,6 +55,7 @@ from farm.registry.archive import compression_level, pack, unpack
 from farm.registry.client import RegistryClient
 from farm.settings import Settings
 from farm.worker.api_client import CoordinatorClient
+from farm.worker.blob_cache import BLOBS, BlobCache
 from farm.worker.cache import CacheIndex, JobCaches, literal_pattern, untracked_files
 from farm.worker.lease import LEASE_FILE, LeaseKeeper, container_lease
 from farm.worker.logstream import LogStream
@@ -144,6 +145,7 @@ class JobRunner:
     # Set when the worker shuts down: stop waiting for the API, leave the spool on disk.
     stopping: threading.Event = field(default_factory=threading.Event)
     workdir: WorkDir | None = None
+    blobs: BlobCache | None = None  # default: FARM_WORK_DIR/blobs
 
     def __post_init__(self) -> None:
         if self.reporter is None:
@@ -152,6 +154,13 @@ class JobRunner:
             )
         if self.workdir is None:
             self.workdir = WorkDir(self.settings.resolved_work_dir)
+        if self.blobs is None:
+            registry = self.registry
+            self.blobs = BlobCache(
+                self.workdir.root / BLOBS,
+                self.settings.worker_blob_cache_bytes,
+                lambda digest, dest: registry.download_to(digest, dest, durable=False),
+            )
 
     def run(self, job_id: int, attempt: int) -> str:
         """Run ``attempt`` of ``job_id`` if it is still ours to run; returns what happened."""
@@ -352,20 +361,21 @@ class JobRunner:
         """Lay out snapshot and upstream artifacts; returns (variables, snapshot's files)."""
         inbox = jobdir / "in"
         inbox.mkdir()
-        snap = inbox / "snapshot.tar"
-        self.registry.download_to(spec.snapshot_digest, snap, durable=False)
-        tracked = unpack(snap, workspace)
-        snap.unlink()
+        blobs = self.blobs
+        assert blobs is not None
+        with blobs.open(spec.snapshot_digest, inbox / "snapshot.tar") as snap:
+            tracked = unpack(snap.path, workspace)
+        if snap.cached:
+            logs.system(f"Source snapshot {spec.snapshot_digest[:19]}… from this worker's cache")
         variables = dict(spec.variables)
         for item in spec.inputs:
-            dest = inbox / item.digest.replace(":", "_")
-            self.registry.download_to(item.digest, dest, durable=False)
-            if item.kind == "dotenv":
-                variables.update(parse_dotenv(dest.read_text(errors="replace")))
-            else:
-                logs.system(f"Downloading artifacts of {item.job} ({item.size} bytes)")
-                unpack(dest, workspace)
-            dest.unlink()
+            with blobs.open(item.digest, inbox / item.digest.replace(":", "_")) as blob:
+                if item.kind == "dotenv":
+                    variables.update(parse_dotenv(blob.path.read_text(errors="replace")))
+                else:
+                    how = "from this worker's cache" if blob.cached else "downloaded"
+                    logs.system(f"Artifacts of {item.job} ({item.size} bytes) {how}")
+                    unpack(blob.path, workspace)
         return variables, tracked
 
     def _image(self, image: str, logs: LogStream) -> str:

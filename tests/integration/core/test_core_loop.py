@@ -358,3 +358,23 @@ def test_missing_image_fails_the_build_with_that_reason(farm: Farm, tmp_path: Pa
 def test_api_serves_openapi(farm: Farm) -> None:
     spec = httpx.get(farm.url + "/openapi.json").json()
     assert "/api/v1/builds" in spec["paths"]
+
+
+def test_a_builds_snapshot_is_downloaded_once_per_work_dir(farm: Farm, tmp_path: Path) -> None:
+    """The session's workers share one work dir: the first job downloads the source
+    snapshot, the later ones unpack the cached copy (issue 11), each into its own tree."""
+    stages = ["one", "two", "three"]
+    body = [f"image: {BUSYBOX}", f"stages: [{', '.join(stages)}]"]
+    for stage in stages:
+        body.append(
+            f"{stage}:\n  stage: {stage}\n  script:\n    - grep source-line src.txt\n"
+            # a job's tree is its own: what an earlier job wrote is not in the next one's
+            f"    - '! grep -q changed src.txt'\n    - echo changed >> src.txt"
+        )
+    repo = make_repo(
+        tmp_path / "snap", {".farm-ci.yml": "\n".join(body), "src.txt": "source-line\n"}
+    )
+    build = farm.wait(farm.submit(repo, no_cache=True)["id"])
+    assert build["status"] == "success", build
+    said = ["from this worker's cache" in farm.log(job_named(build, s)["id"]) for s in stages]
+    assert said == [False, True, True]
