@@ -28,23 +28,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
+from farm.domain.progress import JobState
 from farm.domain.records import ArtifactRecord, BuildRecord, JobRecord, NewBuild
 from farm.domain.statuses import BuildStatus
-
-
-class JobState(Protocol):
-    """A job's current state, without its spec: what deciding a build's next step reads."""
-
-    @property
-    def id(self) -> int: ...
-    @property
-    def status(self) -> str: ...
-    @property
-    def attempt(self) -> int: ...
-    @property
-    def exit_code(self) -> int | None: ...
-    @property
-    def reason(self) -> str | None: ...
 
 
 class Queued(Protocol):

@@ -193,20 +193,7 @@ class Coordinator:
         ids = self.store.job_ids(build_id)
         if len(ids) == len(new.jobs):
             build = self.store.get_build(build_id, with_jobs=False)
-            jobs = tuple(
-                JobRecord(
-                    id=job_id,
-                    build_id=build_id,
-                    name=spec.name,
-                    stage=spec.stage,
-                    position=pos,
-                    spec=spec,
-                    status=JobStatus.CREATED,
-                    attempt=1,
-                    queue=queue,
-                )
-                for pos, (job_id, (spec, queue)) in enumerate(zip(ids, new.jobs, strict=True))
-            )
+            jobs = new.job_records(build_id, ids)
             shape = Shape.of(dataclasses.replace(build, jobs=jobs))
             rev, states = self.store.job_changes(build_id, -1)
             self._keep(build_id, BuildView.of(shape, states, rev))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -156,6 +157,24 @@ class NewBuild:
     origin: BuildOrigin | None = None
     ref_kind: str = RefKind.BRANCH
     default_branch: str = "main"
+
+    def job_records(self, build_id: int, ids: Sequence[int]) -> tuple[JobRecord, ...]:
+        """The jobs as stored for ``build_id``, freshly created, given their ids in
+        definition order."""
+        return tuple(
+            JobRecord(
+                id=job_id,
+                build_id=build_id,
+                name=spec.name,
+                stage=spec.stage,
+                position=pos,
+                spec=spec,
+                status=JobStatus.CREATED,
+                attempt=1,
+                queue=queue,
+            )
+            for pos, (job_id, (spec, queue)) in enumerate(zip(ids, self.jobs, strict=True))
+        )
 
 
 @dataclass(frozen=True)

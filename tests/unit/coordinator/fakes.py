@@ -99,20 +99,9 @@ class FakeStore:
                 variables=dict(new.variables),
                 secrets=dict(new.secrets),
             )
-            for pos, (spec, queue) in enumerate(new.jobs):
-                job_id = self._next_job
-                self._next_job += 1
-                self._jobs[job_id] = JobRecord(
-                    id=job_id,
-                    build_id=build_id,
-                    name=spec.name,
-                    stage=spec.stage,
-                    position=pos,
-                    spec=spec,
-                    status=JobStatus.CREATED,
-                    attempt=1,
-                    queue=queue,
-                )
+            ids = range(self._next_job, self._next_job + len(new.jobs))
+            self._next_job += len(new.jobs)
+            self._jobs.update((j.id, j) for j in new.job_records(build_id, ids))
             return build_id
 
     def get_build(self, build_id: int, with_jobs: bool = True) -> BuildRecord:
