@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import redis
 
+from farm.worker.app import _job_of
 from tests.farmtest import BUSYBOX, Farm, free_port, job_named, make_repo, wait_for
 
 TWO = f"""
@@ -90,4 +91,28 @@ def test_cancel_removes_the_queued_messages_of_jobs_no_worker_serves(
     canceled = farm.cli("cancel", str(build["id"]))
     assert canceled.returncode == 0, canceled.stderr
     assert farm.wait(build["id"])["status"] == "canceled"
+    assert broker.llen(queue) == 0
+
+
+def test_a_cancel_takes_only_its_own_messages_out_of_a_shared_queue(
+    farm: Farm, tmp_path: Path
+) -> None:
+    """Withdrawing is one atomic pass over the queue (a script, not one LREM per message):
+    the other builds' messages stay, in their order."""
+    broker = redis.Redis.from_url(farm.env["FARM_BROKER_URL"])
+    queue = "farm.tags.nobody-serves-this"
+    wide = NOBODY + "".join(
+        f"stranded-{i}:\n  tags: [nobody-serves-this]\n  script: [echo never]\n" for i in range(30)
+    )
+    builds = []
+    for name in ("first", "middle", "last"):
+        builds.append(farm.submit(make_repo(tmp_path / name, {".farm-ci.yml": wide})))
+        wait_for(lambda n=len(builds): broker.llen(queue) == 31 * n, 30, "the messages")
+    before = [_job_of(raw) for raw in broker.lrange(queue, 0, -1)]
+    middle = {j["id"] for j in builds[1]["jobs"]}
+    assert farm.cli("cancel", str(builds[1]["id"])).returncode == 0
+    after = [_job_of(raw) for raw in broker.lrange(queue, 0, -1)]
+    assert after == [j for j in before if j not in middle] and len(after) == 62
+    for build in (builds[0], builds[2]):
+        assert farm.cli("cancel", str(build["id"])).returncode == 0
     assert broker.llen(queue) == 0
