@@ -39,18 +39,18 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy import cast as sql_cast
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from farm.db import job_revs
 from farm.db.caches import CacheIndexMixin
+from farm.db.logs import LogsMixin
 from farm.db.project_secrets import ProjectSecretsMixin
+from farm.db.resource_groups import ResourceGroupsMixin
 from farm.db.secrets import SecretBox
 from farm.db.session import aware, transaction
-from farm.db.tables import ArtifactRow, BuildRow, JobRow, LogChunkRow, ResourceGroupRow
+from farm.db.tables import ArtifactRow, BuildRow, JobRow
 from farm.db.workers import WorkersMixin
 from farm.domain.clock import utcnow
-from farm.domain.logs import fit_chunk
 from farm.domain.records import (
     ArtifactRecord,
     BuildOrigin,
@@ -227,7 +227,7 @@ def _origin(row: BuildRow) -> BuildOrigin | None:
     return BuildOrigin(row.origin_host, row.origin_api_url, row.origin_project)
 
 
-class Store(CacheIndexMixin, ProjectSecretsMixin, WorkersMixin):
+class Store(CacheIndexMixin, ProjectSecretsMixin, WorkersMixin, ResourceGroupsMixin, LogsMixin):
     """SQLAlchemy-backed persistence; methods are short transactions."""
 
     def __init__(self, sessions: sessionmaker[Session], secrets: SecretBox | None = None) -> None:
@@ -666,70 +666,6 @@ class Store(CacheIndexMixin, ProjectSecretsMixin, WorkersMixin):
         with self._tx() as s:
             s.connection().execute(q, params)
 
-    # --- resource groups ---------------------------------------------------------------
-
-    def take_resource_group(self, name: str, job_id: int, stale: int | None = None) -> bool:
-        """Make ``job_id`` the holder of group ``name`` if it is free (or already its own).
-
-        With ``stale``, take it over from that (finished) holder instead. One UPDATE with
-        the expected holder in its WHERE: two coordinators can never both win.
-        """
-        try:
-            with self._tx() as s:
-                if s.get(ResourceGroupRow, name) is None:
-                    s.add(ResourceGroupRow(name=name, holder_job_id=None, updated_at=utcnow()))
-        except IntegrityError:
-            pass  # created concurrently: fine, the CAS below decides
-        holder = (
-            ResourceGroupRow.holder_job_id == stale
-            if stale is not None
-            else or_(
-                ResourceGroupRow.holder_job_id.is_(None), ResourceGroupRow.holder_job_id == job_id
-            )
-        )
-        with self._tx() as s:
-            res = s.execute(
-                update(ResourceGroupRow)
-                .where(ResourceGroupRow.name == name, holder)
-                .values(holder_job_id=job_id, updated_at=utcnow())
-            )
-            return bool(res.rowcount)  # type: ignore[attr-defined]
-
-    def release_resource_group(self, name: str, job_id: int) -> bool:
-        """Free group ``name`` if ``job_id`` holds it; False when it did not."""
-        with self._tx() as s:
-            res = s.execute(
-                update(ResourceGroupRow)
-                .where(ResourceGroupRow.name == name, ResourceGroupRow.holder_job_id == job_id)
-                .values(holder_job_id=None, updated_at=utcnow())
-            )
-            return bool(res.rowcount)  # type: ignore[attr-defined]
-
-    def resource_group_holder(self, name: str) -> int | None:
-        """The job holding group ``name``, if any."""
-        with self._sessions() as s:
-            row = s.get(ResourceGroupRow, name)
-            return None if row is None else row.holder_job_id
-
-    def builds_waiting_for_group(self, name: str) -> list[int]:
-        """Builds with a ``created`` job in group ``name``, oldest waiting job first."""
-        with self._sessions() as s:
-            rows = s.execute(
-                select(JobRow.build_id, func.min(JobRow.id).label("first"))
-                .where(JobRow.resource_group == name, JobRow.status == JobStatus.CREATED)
-                .group_by(JobRow.build_id)
-                .order_by("first")
-            ).all()
-            return [int(r[0]) for r in rows]
-
-    def held_resource_groups(self) -> list[tuple[str, int]]:
-        """(group, holder job) of every taken group (recovery after a restart)."""
-        with self._sessions() as s:
-            q = select(ResourceGroupRow.name, ResourceGroupRow.holder_job_id).where(
-                ResourceGroupRow.holder_job_id.is_not(None)
-            )
-            return [(str(r[0]), int(r[1] or 0)) for r in s.execute(q)]
-
     # --- artifacts -------------------------------------------------------------------
 
     def add_artifact(
@@ -790,61 +726,6 @@ class Store(CacheIndexMixin, ProjectSecretsMixin, WorkersMixin):
         with self._sessions() as s:
             rows = s.scalars(select(ArtifactRow).where(ArtifactRow.digest == digest))
             return [_artifact(r) for r in rows]
-
-    # --- logs ------------------------------------------------------------------------
-
-    def append_log(
-        self, job_id: int, attempt: int, data: str, cap: int, offset: int | None = None
-    ) -> bool:
-        """Append output of ``attempt`` (farm.domain.logs: cap, marker, resent bytes).
-
-        Returns False once the log is full (the worker may stop sending).
-        """
-        with self._tx() as s:
-            row = s.get(JobRow, job_id, with_for_update=True)
-            if row is None or row.attempt != attempt:
-                return False
-            fitted = fit_chunk(row.log_bytes, data, cap, offset)
-            if fitted is not None:
-                text, row.log_bytes = fitted
-                s.add(LogChunkRow(job_id=job_id, attempt=attempt, data=text))
-            return row.log_bytes < cap
-
-    def beat_and_log(
-        self, job_id: int, attempt: int, at: datetime, data: str, cap: int, offset: int | None
-    ) -> tuple[bool, bool]:
-        """A worker's log request in one transaction: the heartbeat of a running
-        ``attempt`` (alive?), then :meth:`append_log` of ``data`` if any (accepted?)."""
-        with self._tx() as s:
-            row = s.get(JobRow, job_id, with_for_update=True)
-            if row is None or row.attempt != attempt:
-                return False, not data
-            alive = row.status == JobStatus.RUNNING
-            if alive:
-                row.heartbeat_at = at
-            if not data:
-                return alive, True
-            fitted = fit_chunk(row.log_bytes, data, cap, offset)
-            if fitted is not None:
-                text, row.log_bytes = fitted
-                s.add(LogChunkRow(job_id=job_id, attempt=attempt, data=text))
-            return alive, row.log_bytes < cap
-
-    def read_log(self, job_id: int, attempt: int, after: int = 0) -> tuple[str, int]:
-        """Log text of ``attempt`` written after chunk id ``after``; returns (text, last id)."""
-        with self._sessions() as s:
-            rows = s.execute(
-                select(LogChunkRow.id, LogChunkRow.data)
-                .where(
-                    LogChunkRow.job_id == job_id,
-                    LogChunkRow.attempt == attempt,
-                    LogChunkRow.id > after,
-                )
-                .order_by(LogChunkRow.id)
-            ).all()
-            if not rows:
-                return "", after
-            return "".join(r.data for r in rows), rows[-1].id
 
     def count_builds(self) -> int:
         """How many builds exist (metrics)."""
