@@ -31,6 +31,7 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from farm.coordinator.ports import Blobs
+from farm.domain.progress import Shape
 from farm.domain.records import ArtifactRecord, BuildRecord, JobRecord
 from farm.domain.result_key import never_cached, result_key
 from farm.domain.statuses import ArtifactKind
@@ -72,15 +73,12 @@ class ResultCache:
         self,
         build: BuildRecord,
         job: JobRecord,
-        jobs: Sequence[JobRecord],
-        ranks: Sequence[int],
+        shape: Shape,
         artifacts: Mapping[int, Sequence[ArtifactRecord]],
         has_secrets: bool,
-        index: _Index | None = None,
     ) -> str | None:
-        """The job's result key, None if it is never cached. ``jobs``/``ranks``: the
-        build's jobs in definition order and each one's stage index; ``index``: their
-        :func:`_index`, when keys of many jobs of one build are made."""
+        """The job's result key, None if it is never cached. ``shape``: the build's jobs
+        and DAG (its name and id indexes make a key O(the job's upstream))."""
         spec = job.spec
         why = never_cached(
             spec,
@@ -90,19 +88,19 @@ class ResultCache:
         )
         if why is not None:
             return None
-        by_name, position = index or _index(jobs)
         if spec.dependencies is not None:
             sources = list(spec.dependencies)
         elif spec.needs is not None:
             sources = [n.job for n in spec.needs if n.artifacts]
         else:
-            own = ranks[position[job.id]]
-            sources = [j.name for j, r in zip(jobs, ranks, strict=True) if r < own]
+            own = shape.ranks[shape.index[job.id]]
+            sources = [j.name for j, r in zip(shape.jobs, shape.ranks, strict=True) if r < own]
         inputs: list[tuple[str, str, str, str]] = []
         for name in sources:
-            upstream = by_name.get(name)
-            if upstream is None:
+            at = shape.named.get(name)
+            if at is None:
                 continue
+            upstream = shape.jobs[at]
             for art in artifacts.get(upstream.id, ()):
                 if art.kind in _INPUT_KINDS:
                     inputs.append((name, art.name, art.kind, art.digest))
@@ -121,8 +119,7 @@ class ResultCache:
     def reuse_ready(
         self,
         build: BuildRecord,
-        jobs: Sequence[JobRecord],
-        ranks: Sequence[int],
+        shape: Shape,
         ready: Sequence[tuple[JobRecord, float | None]],
     ) -> set[int]:
         """Finish every ready job (a pending attempt, no delay) whose result is cached;
@@ -135,9 +132,8 @@ class ResultCache:
             return set()
         artifacts = self.store.job_artifacts(build.id)
         done: set[int] = set()
-        index = _index(jobs)
         for job in candidates:
-            key = self.key(build, job, jobs, ranks, artifacts, secrets, index)
+            key = self.key(build, job, shape, artifacts, secrets)
             if key is None:
                 continue
             source = self.store.lookup(key)
@@ -152,16 +148,14 @@ class ResultCache:
                 done.add(job.id)
         return done
 
-    def remember(
-        self, build: BuildRecord, job: JobRecord, jobs: Sequence[JobRecord], ranks: Sequence[int]
-    ) -> None:
+    def remember(self, build: BuildRecord, job: JobRecord, shape: Shape) -> None:
         """A job ran and succeeded: remember it under its key (if it may be cached)."""
         if not self._eligible(build, job):
             return
         secrets = self.store.has_secrets(build)
         if secrets:
             return
-        key = self.key(build, job, jobs, ranks, self.store.job_artifacts(build.id), secrets)
+        key = self.key(build, job, shape, self.store.job_artifacts(build.id), secrets)
         if key is not None:
             self.store.remember(key, job.id)
 
@@ -176,12 +170,3 @@ class ResultCache:
             )
             is None
         )
-
-
-_Index = tuple[dict[str, JobRecord], dict[int, int]]
-
-
-def _index(jobs: Sequence[JobRecord]) -> _Index:
-    """Jobs by name, and each job id's position (made once per advance: a key is then
-    O(its upstream), not O(the build))."""
-    return {j.name: j for j in jobs}, {j.id: i for i, j in enumerate(jobs)}

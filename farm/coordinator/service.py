@@ -255,7 +255,7 @@ class Coordinator(OutboxMixin):
             return set()
         shape = view.shape
         try:
-            done = self.results.reuse_ready(build, shape.jobs, shape.ranks, ready)
+            done = self.results.reuse_ready(build, shape, ready)
         except Exception:  # the cache is an optimisation: run the jobs
             log.exception("build %s: result cache lookup failed", build.id)
             return set()
@@ -474,23 +474,14 @@ class Coordinator(OutboxMixin):
                 self._started.add(job.build_id)
         return job
 
-    def heartbeat(self, job_id: int, attempt: int) -> bool:
-        """Record that the attempt is alive; False tells the worker to stop it."""
-        return self.store.cas_job(
-            job_id, [JobStatus.RUNNING], expect_attempt=attempt, heartbeat_at=utcnow()
-        )
-
     def beat_and_log(
         self, job_id: int, attempt: int, text: str, offset: int | None = None
     ) -> tuple[bool, bool]:
-        """A worker's log request: :meth:`heartbeat` and :meth:`append_log` (when there
-        is text) in one store transaction; returns (alive, accepted)."""
+        """A worker's log request, which is also its attempt's heartbeat, in one store
+        transaction: (alive: the attempt still runs, so the worker goes on; accepted: the
+        text was stored, False once the log is full or for a stale attempt)."""
         cap = self.settings.log_max_bytes
         return self.store.beat_and_log(job_id, attempt, utcnow(), text, cap, offset)
-
-    def append_log(self, job_id: int, attempt: int, text: str, offset: int | None = None) -> bool:
-        """Store output of a running attempt (capped); False once the log is full."""
-        return self.store.append_log(job_id, attempt, text, self.settings.log_max_bytes, offset)
 
     def finish(self, job_id: int, attempt: int, result: JobResult) -> JobRecord:
         """An attempt ended: record it, retry per ``retry:``, advance the build."""
@@ -571,7 +562,7 @@ class Coordinator(OutboxMixin):
         try:
             shape = self._shape(job.build_id)
             build = self.store.get_build(job.build_id, with_jobs=False)
-            self.results.remember(build, job, shape.jobs, shape.ranks)
+            self.results.remember(build, job, shape)
         except Exception:
             log.exception("job %s: could not remember its result", job.id)
 
