@@ -51,6 +51,13 @@ def bump(s: Session, build_id: int) -> int:
     return int(s.execute(q).scalar_one_or_none() or 0)
 
 
+def stamp(s: Session, job_id: int) -> tuple[int, int] | None:
+    """(the job's build, that build's next change number) for an update of the job's
+    state in this transaction; None when there is no such job."""
+    build_id = s.scalar(select(_JOBS.c.build_id).where(_JOBS.c.id == job_id))
+    return None if build_id is None else (int(build_id), bump(s, build_id))
+
+
 def builds_of(s: Session, job_ids: list[int]) -> list[int]:
     """The builds these jobs belong to, in id order (the order rows are locked in)."""
     q = select(_JOBS.c.build_id).where(_JOBS.c.id.in_(job_ids)).distinct()

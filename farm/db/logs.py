@@ -34,24 +34,12 @@ class LogsMixin:
     def _tx(self) -> AbstractContextManager[Session]:  # provided by Store
         raise NotImplementedError
 
-    def append_log(
-        self, job_id: int, attempt: int, data: str, cap: int, offset: int | None = None
-    ) -> bool:
-        """Append output of ``attempt`` (farm.domain.logs: cap, marker, resent bytes).
-
-        Returns False once the log is full (the worker may stop sending).
-        """
-        with self._tx() as s:
-            row = s.get(JobRow, job_id, with_for_update=True)
-            if row is None or row.attempt != attempt:
-                return False
-            return _append(s, row, data, cap, offset)
-
     def beat_and_log(
         self, job_id: int, attempt: int, at: datetime, data: str, cap: int, offset: int | None
     ) -> tuple[bool, bool]:
         """A worker's log request in one transaction: the heartbeat of a running
-        ``attempt`` (alive?), then :meth:`append_log` of ``data`` if any (accepted?)."""
+        ``attempt`` (alive?), then ``data`` appended if any (accepted?: farm.domain.logs: cap,
+        marker, resent bytes; False once the log is full)."""
         with self._tx() as s:
             row = s.get(JobRow, job_id, with_for_update=True)
             if row is None or row.attempt != attempt:

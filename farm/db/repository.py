@@ -7,9 +7,10 @@ Every job status change goes through :meth:`Store.cas_job` — one
 completions can never apply a transition twice.
 
 Big builds (10,000 jobs) stay cheap: jobs are inserted in one statement, a build's jobs
-are read with one query and its artifacts with another, :meth:`Store.job_states` reads
-only the columns the coordinator decides on, and :meth:`Store.job_lines` only what the
-build document shows (no job spec is parsed for either). A job's spec never changes, so
+are read with one query and its artifacts with another, :meth:`Store.job_changes` reads
+only the columns the coordinator decides on (of the jobs changed since it last looked),
+and :meth:`Store.job_lines` only what the build document shows (no job spec is parsed
+for either). A job's spec never changes, so
 specs are read as their stored JSON text and parsed once per process (:func:`_spec`,
 keyed by that text: nothing can go stale).
 """
@@ -66,17 +67,6 @@ from farm.errors import NotFound
 _IN_CHUNK = 500  # ids per ``IN (…)``: far below every database's parameter limit
 _JOBS = cast(Table, JobRow.__table__)
 _ARTIFACTS = cast(Table, ArtifactRow.__table__)
-
-
-@dataclass(frozen=True, slots=True)
-class JobState:
-    """What the coordinator decides on for every job of a build (``ports.JobState``)."""
-
-    id: int
-    status: str
-    attempt: int
-    exit_code: int | None
-    reason: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -484,17 +474,6 @@ class Store(CacheIndexMixin, ProjectSecretsMixin, WorkersMixin, ResourceGroupsMi
             ).first()
             return (row[0], row[1], row[2]) if row is not None else None
 
-    def job_states(self, build_id: int) -> list[JobState]:
-        """Every job of a build as (id, status, attempt, exit code, reason), by position."""
-        c = _JOBS.c
-        q = (
-            select(c.id, c.status, c.attempt, c.exit_code, c.reason)
-            .where(c.build_id == build_id)
-            .order_by(c.position)
-        )
-        with self._sessions() as s:
-            return [JobState(*r) for r in s.execute(q)]
-
     def job_ids(self, build_id: int) -> list[int]:
         """The ids of a build's jobs, in definition order."""
         q = select(_JOBS.c.id).where(_JOBS.c.build_id == build_id).order_by(_JOBS.c.position)
@@ -523,10 +502,10 @@ class Store(CacheIndexMixin, ProjectSecretsMixin, WorkersMixin, ResourceGroupsMi
             if expect_attempt is not None:
                 q = q.where(c.attempt == expect_attempt)
             if job_revs.touches_state(fields):
-                build_id = s.scalar(select(c.build_id).where(c.id == job_id))
-                if build_id is None:
+                stamped = job_revs.stamp(s, job_id)
+                if stamped is None:
                     return False
-                fields = {**fields, "rev": job_revs.bump(s, build_id)}
+                fields = {**fields, "rev": stamped[1]}
             res = s.execute(q.values(**fields))
             return bool(res.rowcount)  # type: ignore[attr-defined]
 
@@ -707,13 +686,14 @@ class Store(CacheIndexMixin, ProjectSecretsMixin, WorkersMixin, ResourceGroupsMi
         """The end of a running attempt and its artifacts, in one transaction."""
         c = _JOBS.c
         with self._tx() as s:
-            build_id = s.scalar(select(c.build_id).where(c.id == job_id))
-            if build_id is None:
+            stamped = job_revs.stamp(s, job_id)
+            if stamped is None:
                 return False
+            build_id, rev = stamped
             q = update(_JOBS).where(
                 c.id == job_id, c.status == JobStatus.RUNNING, c.attempt == attempt
             )
-            done = s.execute(q.values(**fields, rev=job_revs.bump(s, build_id)))
+            done = s.execute(q.values(**fields, rev=rev))
             if not done.rowcount:  # type: ignore[attr-defined]
                 return False
             now = utcnow()

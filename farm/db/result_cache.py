@@ -72,9 +72,10 @@ class ResultCacheDb:
     ) -> bool:
         now = utcnow()
         with transaction(self._sessions) as s:
-            build_id = s.scalar(select(JobRow.build_id).where(JobRow.id == job_id))
-            if build_id is None:
+            stamped = job_revs.stamp(s, job_id)
+            if stamped is None:
                 return False
+            build_id, rev = stamped
             done = s.execute(
                 update(JobRow)
                 .where(
@@ -92,7 +93,7 @@ class ResultCacheDb:
                     cached_from=source.id,
                     timeline=timeline,
                     worker=None,
-                    rev=job_revs.bump(s, build_id),
+                    rev=rev,
                 )
             )
             if not done.rowcount:  # type: ignore[attr-defined]

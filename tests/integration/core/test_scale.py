@@ -151,7 +151,7 @@ def test_the_lean_build_document_is_the_full_one(store: Store) -> None:
 
 def test_bulk_compare_and_set_changes_only_what_it_finds(store: Store) -> None:
     build_id = store.create_build(_new_build(jobs=1200), "pending")  # > one IN (…) chunk
-    ids = [s.id for s in store.job_states(build_id)]
+    ids = [s.id for s in store.job_changes(build_id, -1)[1]]
     assert len(ids) == 1202
     assert sorted(store.cas_jobs(ids[:700], ["created"], status="pending")) == ids[:700]
     assert store.cas_jobs(ids[:700], ["created"], status="pending") == []
@@ -159,12 +159,12 @@ def test_bulk_compare_and_set_changes_only_what_it_finds(store: Store) -> None:
         build_id, ["created", "pending", "running", "manual"], status="canceled"
     )
     assert sorted(canceled) == ids
-    assert {s.status for s in store.job_states(build_id)} == {JobStatus.CANCELED}
+    assert {s.status for s in store.job_changes(build_id, -1)[1]} == {JobStatus.CANCELED}
 
 
 def test_the_outbox_finds_every_message_that_may_be_missing(store: Store) -> None:
     build_id = store.create_build(_new_build(jobs=1), "pending")
-    ids = [s.id for s in store.job_states(build_id)]
+    ids = [s.id for s in store.job_changes(build_id, -1)[1]]
     assert store.cas_jobs(ids, ["created"], status="pending")
 
     def found(**kw: Any) -> list[int]:
