@@ -109,9 +109,6 @@ class Store(Protocol):
     def job_ids(self, build_id: int) -> list[int]:
         """The ids of a build's jobs, in definition order."""
 
-    def job_states(self, build_id: int) -> Sequence[JobState]:
-        """Every job of a build, in definition order, as its current state only."""
-
     def job_changes(self, build_id: int, after: int) -> tuple[int, Sequence[JobState]]:
         """The build's change number now, and its jobs whose state (status, attempt, exit
         code, reason) changed after change number ``after`` — every job when ``after`` is
@@ -208,18 +205,9 @@ class Store(Protocol):
         self, job_id: int, attempt: int, at: datetime, data: str, cap: int, offset: int | None
     ) -> tuple[bool, bool]:
         """One transaction: record a heartbeat ``at`` if ``attempt`` is running (alive?),
-        then :meth:`append_log` ``data`` when there is any (accepted? True without data;
-        False for a stale attempt's)."""
-
-    def append_log(
-        self, job_id: int, attempt: int, data: str, cap: int, offset: int | None = None
-    ) -> bool:
-        """Append output of ``attempt`` (ignored for any other attempt). Past ``cap``
-        bytes the text is cut and one truncation marker is stored, once.
-
-        Returns False once the log is full (or the attempt is stale): the worker may
-        stop sending.
-        """
+        then append ``data`` to the attempt's log when there is any (accepted? True
+        without data; False for a stale attempt's, and once the log is full). Past
+        ``cap`` bytes the text is cut and one truncation marker is stored, once."""
 
 
 class Dispatcher(Protocol):

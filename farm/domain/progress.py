@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -190,8 +190,6 @@ class BuildView:
             changed.append(node.name)
             self._candidates.add(node.name)
             self._candidates.update(self._dependents.get(node.name, ()))
-            if node.status != JobStatus.CREATED:
-                self._open.discard(node.name)
         if changed:
             self._resummarise()
         return changed
@@ -243,7 +241,3 @@ class BuildView:
         if counts["blocking " + JobStatus.MANUAL]:
             return BuildStatus.MANUAL
         return BuildStatus.SUCCESS
-
-    def jobs_in(self, names: Sequence[str]) -> list[JobRecord]:
-        """The shape's jobs of these names."""
-        return [self.shape.jobs[self.shape.named[n]] for n in names]

@@ -33,6 +33,7 @@ from farm.registry.store.digests import digest_hex
 log = logging.getLogger("farm.worker")
 
 BLOBS = "blobs"
+_STRIPES = 64  # locks shared by digests: one download of a blob at a time per process
 
 Download = Callable[[str, Path], object]  # (digest, destination) -> anything
 
@@ -52,8 +53,8 @@ class BlobCache:
         self.root = root
         self.max_bytes = max_bytes
         self._download = download
-        self._locks: dict[str, threading.Lock] = {}
-        self._guard = threading.Lock()
+        # Striped: one lock per digest would grow with every blob this worker ever saw.
+        self._locks = tuple(threading.Lock() for _ in range(_STRIPES))
         self.hits = 0
         self.misses = 0
 
@@ -63,8 +64,7 @@ class BlobCache:
         return self.max_bytes > 0
 
     def _lock(self, digest: str) -> threading.Lock:
-        with self._guard:
-            return self._locks.setdefault(digest, threading.Lock())
+        return self._locks[hash(digest) % _STRIPES]
 
     @contextmanager
     def open(self, digest: str, scratch: Path) -> Iterator[Blob]:

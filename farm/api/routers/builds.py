@@ -53,10 +53,7 @@ def create_build(
             no_cache=body.no_cache,
         ),
     )
-    doc = _document(store, build_id)
-    doc.status_code = 201
-    doc.headers["Location"] = f"/api/v1/builds/{build_id}"
-    return doc
+    return _document(store, build_id, status_code=201, location=True)
 
 
 @router.get("", dependencies=[requires(Scope.READ)], response_model=list[BuildOut])
@@ -87,10 +84,7 @@ def get_build(
     ] = True,
 ) -> Response:
     """The build document with every job and its artifacts."""
-    if not jobs:  # one primary-key read, whatever the build's size
-        return Response(build_document(store.get_build(build_id, with_jobs=False), []),
-                        media_type="application/json")  # fmt: skip
-    return _document(store, build_id)
+    return _document(store, build_id, with_jobs=jobs)
 
 
 @router.post(
@@ -118,9 +112,21 @@ def retry_build(build_id: BuildIdPath, coord: CoordinatorDep, store: StoreDep) -
     return _document(store, build_id)
 
 
-def _document(store: StoreDep, build_id: int) -> Response:
+def _document(
+    store: StoreDep,
+    build_id: int,
+    *,
+    with_jobs: bool = True,
+    status_code: int = 200,
+    location: bool = False,
+) -> Response:
     # Two queries and no re-validation of every job: fast for a 10,000-job build.
-    return Response(build_document(*store.job_lines(build_id)), media_type="application/json")
+    if with_jobs:
+        body = build_document(*store.job_lines(build_id))
+    else:  # one primary-key read, whatever the build's size
+        body = build_document(store.get_build(build_id, with_jobs=False), [])
+    headers = {"Location": f"/api/v1/builds/{build_id}"} if location else None
+    return Response(body, status_code, headers, media_type="application/json")
 
 
 @router.get(

@@ -10,6 +10,7 @@ import pytest
 
 from farm.db.repository import Store
 from farm.db.session import make_engine, make_sessionmaker, migrate
+from farm.domain.clock import utcnow
 from farm.domain.records import NewBuild
 from farm.domain.specs import ArtifactSpec, JobSpec, Need
 
@@ -93,13 +94,13 @@ def test_only_one_concurrent_claim_wins(store: Store) -> None:
 def test_log_is_capped_with_marker_and_read_by_cursor(store: Store) -> None:
     build = store.get_build(store.create_build(_new_build(), status="pending"))
     job = build.jobs[0]
-    assert store.append_log(job.id, 1, "hello\n", cap=50)
+    assert store.beat_and_log(job.id, 1, utcnow(), "hello\n", 50, None)[1]
     text, cursor = store.read_log(job.id, 1)
     assert text == "hello\n"
-    assert not store.append_log(job.id, 1, "x" * 100, cap=50)
+    assert not store.beat_and_log(job.id, 1, utcnow(), "x" * 100, 50, None)[1]
     more, cursor2 = store.read_log(job.id, 1, after=cursor)
     assert more.startswith("x") and "log truncated" in more and cursor2 > cursor
-    assert not store.append_log(job.id, 2, "stale attempt", cap=50)
+    assert not store.beat_and_log(job.id, 2, utcnow(), "stale attempt", 50, None)[1]
 
 
 def test_artifacts_keep_their_files(store: Store) -> None:

@@ -104,6 +104,18 @@ def test_get_and_list_builds(client: TestClient, submit: Submit, tmp_path: Path)
     assert len(client.get("/api/v1/builds?limit=1").json()) == 1
 
 
+def test_a_build_polled_without_its_jobs(client: TestClient, submit: Submit) -> None:
+    build = submit()
+    full = client.get(f"/api/v1/builds/{build['id']}").json()
+    light = client.get(f"/api/v1/builds/{build['id']}?jobs=false")
+    assert light.status_code == 200 and light.json()["jobs"] == []
+    assert {k: v for k, v in light.json().items() if k not in ("jobs", "stuck_reason")} == {
+        k: v for k, v in full.items() if k not in ("jobs", "stuck_reason")
+    }
+    assert client.get(f"/api/v1/builds/{build['id']}?jobs=maybe").status_code == 422
+    assert client.get("/api/v1/builds/424242?jobs=false").status_code == 404
+
+
 def test_unknown_build_is_404(client: TestClient) -> None:
     for method, path in (
         ("GET", "/api/v1/builds/424242"),

@@ -133,6 +133,14 @@ class Rig:
 
     # --- a worker's moves ------------------------------------------------------------
 
+    def heartbeat(self, job_id: int, attempt: int) -> bool:
+        """A worker's log request without text: does its attempt still run?"""
+        return self.coord.beat_and_log(job_id, attempt, "")[0]
+
+    def log(self, job_id: int, attempt: int, text: str) -> bool:
+        """A worker's log request with ``text``: was it stored?"""
+        return self.coord.beat_and_log(job_id, attempt, text)[1]
+
     def claim(self, build_id: int, name: str, worker: str = "w1") -> JobRecord:
         job = self.job(build_id, name)
         claimed = self.coord.claim(job.id, job.attempt, worker)

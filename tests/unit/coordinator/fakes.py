@@ -184,9 +184,6 @@ class FakeStore:
         rest = {k: v for k, v in fields.items() if k not in _OUTBOX_COLUMNS}
         self._jobs[job.id] = _set(job, rest, JobStatus)
 
-    def job_states(self, build_id: int) -> list[State]:
-        return self._states(build_id)
-
     def _states(self, build_id: int) -> list[State]:
         with self._lock:
             jobs = sorted(
@@ -389,9 +386,9 @@ class FakeStore:
         self, job_id: int, attempt: int, at: datetime, data: str, cap: int, offset: int | None
     ) -> tuple[bool, bool]:
         alive = self.cas_job(job_id, [JobStatus.RUNNING], expect_attempt=attempt, heartbeat_at=at)
-        return alive, self.append_log(job_id, attempt, data, cap, offset) if data else True
+        return alive, self._append_log(job_id, attempt, data, cap, offset) if data else True
 
-    def append_log(
+    def _append_log(
         self, job_id: int, attempt: int, data: str, cap: int, offset: int | None = None
     ) -> bool:
         # The real store's rule (farm.domain.logs.fit_chunk), on a dict.

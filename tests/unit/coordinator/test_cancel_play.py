@@ -47,7 +47,7 @@ def test_cancel_stops_waiting_and_running_jobs(rig: Rig) -> None:
     assert rig.store.calls["cas_jobs_of_build"] == 1  # one statement for all of them
     assert rig.store.calls["cas_job"] == 1  # the claim's
     # the worker learns it on its next heartbeat; its late report changes nothing
-    assert not rig.coord.heartbeat(running.id, 1)
+    assert not rig.heartbeat(running.id, 1)
     after = rig.coord.finish(running.id, 1, JobResult(exit_code=0))
     assert after.status == JobStatus.CANCELED
     assert rig.dispatched(b) == ["compile", "slow"]  # nothing new was queued

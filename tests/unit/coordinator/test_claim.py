@@ -1,4 +1,4 @@
-"""claim(), heartbeat(), append_log(), live_attempts(): a worker's side, all CAS."""
+"""claim(), the log request (heartbeat and log), live_attempts(): a worker's side, all CAS."""
 
 from __future__ import annotations
 
@@ -55,29 +55,29 @@ def test_first_claim_makes_the_build_running(rig: Rig) -> None:
 def test_heartbeat_is_true_while_the_attempt_runs(rig: Rig) -> None:
     b = rig.start(ONE)
     job = rig.claim(b, "job")
-    assert rig.coord.heartbeat(job.id, 1)
-    assert not rig.coord.heartbeat(job.id, 2)
+    assert rig.heartbeat(job.id, 1)
+    assert not rig.heartbeat(job.id, 2)
 
 
 def test_heartbeat_is_false_after_cancel(rig: Rig) -> None:
     b = rig.start(ONE)
     job = rig.claim(b, "job")
     rig.coord.cancel(b)
-    assert not rig.coord.heartbeat(job.id, 1)
+    assert not rig.heartbeat(job.id, 1)
     assert rig.job(b, "job").status == JobStatus.CANCELED
 
 
 def test_heartbeat_is_false_for_a_job_never_claimed(rig: Rig) -> None:
     b = rig.start(ONE)
-    assert not rig.coord.heartbeat(rig.job(b, "job").id, 1)
+    assert not rig.heartbeat(rig.job(b, "job").id, 1)
 
 
 def test_log_is_capped_with_one_marker(rig: Rig) -> None:
     b = rig.start(ONE)
     job = rig.claim(b, "job")
-    assert rig.coord.append_log(job.id, 1, "hello\n")
-    assert not rig.coord.append_log(job.id, 1, "x" * 100)
-    assert not rig.coord.append_log(job.id, 1, "zzz")  # full: dropped, no second marker
+    assert rig.log(job.id, 1, "hello\n")
+    assert not rig.log(job.id, 1, "x" * 100)
+    assert not rig.log(job.id, 1, "zzz")  # full: dropped, no second marker
     text = rig.store.read_log(job.id, 1)
     assert text.startswith("hello\n" + "x" * 44)
     assert text.count("log truncated") == 1 and "zzz" not in text
@@ -87,7 +87,7 @@ def test_log_is_capped_with_one_marker(rig: Rig) -> None:
 def test_log_of_a_stale_attempt_is_refused(rig: Rig) -> None:
     b = rig.start(ONE)
     job = rig.claim(b, "job")
-    assert not rig.coord.append_log(job.id, 2, "late")
+    assert not rig.log(job.id, 2, "late")
     assert rig.store.read_log(job.id, 2) == ""
 
 

@@ -48,7 +48,7 @@ def test_lost_attempt_is_redispatched_as_the_next_attempt(rig: Rig) -> None:
     assert (job.status, job.attempt, job.lost_count, job.worker) == (JobStatus.PENDING, 2, 1, None)
     assert rig.dispatcher.calls[-1] == (job_id, 2, None)
     # the lost worker comes back: its claim, heartbeat and report are all refused
-    assert not rig.coord.heartbeat(job_id, 1)
+    assert not rig.heartbeat(job_id, 1)
     assert rig.coord.claim(job_id, 1, "w1") is None
     rig.run(b, "compile")
     assert rig.job(b, "compile").attempt == 2
@@ -165,7 +165,7 @@ def test_an_api_restart_gives_running_attempts_a_whole_lease(rig: Rig) -> None:
     rig.coord.up_since = utcnow()  # ... and has just started again
     assert rig.coord.watchdog() == []
     assert rig.job(b, "compile").status == JobStatus.RUNNING
-    assert rig.coord.heartbeat(job.id, 1)  # the worker's retried report gets through
+    assert rig.heartbeat(job.id, 1)  # the worker's retried report gets through
     rig.store.backdate_heartbeat(job.id, LEASE + 5)
     rig.coord.up_since = utcnow() - timedelta(seconds=LEASE + 1)  # a whole lease, silent
     assert rig.coord.watchdog() == [job.id]
