@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from farm.errors import UploadError
 from farm.worker.blob_cache import BlobCache
 
 A = "sha256:" + "a" * 64
@@ -104,3 +105,14 @@ def test_off_downloads_every_time_and_keeps_nothing(tmp_path: Path) -> None:
             assert blob.path.read_bytes() == b"a" * 100 and not blob.cached
     assert origin.calls == [A, A] and not (tmp_path / "blobs").exists()
     assert not (tmp_path / "x").exists()
+
+
+def test_a_malformed_digest_names_no_path_and_downloads_nothing(tmp_path: Path) -> None:
+    """Digests come from the claim's answer: one that is not sha256:<64 hex> (a path,
+    say) is refused before anything is fetched or written."""
+    origin = Origin()
+    cache = BlobCache(tmp_path / "blobs", 10_000, origin)
+    for bad in ("sha256:../../etc/passwd", "sha256:" + "A" * 64, "md5:" + "a" * 32, ""):
+        with pytest.raises(UploadError), cache.open(bad, tmp_path / "x"):
+            pass
+    assert origin.calls == [] and not (tmp_path / "blobs").exists()
