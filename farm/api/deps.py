@@ -1,4 +1,9 @@
-"""Dependencies shared by the routers (``Annotated`` aliases)."""
+"""Dependencies shared by the routers (``Annotated`` aliases).
+
+Async, though they only read the app's state: FastAPI runs a sync dependency in its thread
+pool, a thread hop per dependency per request (issue 10: a third of the API's CPU on
+the worker routes went to such hops and to the event loop around them).
+"""
 
 from __future__ import annotations
 
@@ -12,22 +17,22 @@ from farm.registry.store import BlobStore
 from farm.settings import Settings
 
 
-def _coordinator(request: Request) -> Coordinator:
+async def _coordinator(request: Request) -> Coordinator:
     coord: Coordinator = request.app.state.coordinator
     return coord
 
 
-def _store(request: Request) -> Store:
+async def _store(request: Request) -> Store:
     store: Store = request.app.state.store
     return store
 
 
-def _blobs(request: Request) -> BlobStore:
+async def _blobs(request: Request) -> BlobStore:
     blobs: BlobStore = request.app.state.blobstore
     return blobs
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 

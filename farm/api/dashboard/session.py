@@ -54,15 +54,15 @@ def _here(request: Request) -> str:
     return request.url.path + query
 
 
-def page_reader(request: Request) -> Principal:
+async def page_reader(request: Request) -> Principal:
     """A page's dependency: the caller holds ``read``; without a working token, the login
     form (403 for a token without ``read`` stays an error: signing in again won't help)."""
     try:
         # The API's own resolution (bearer header, else the cookie), cached on the request.
-        principal = _principal(request)
+        principal = await _principal(request)
     except Unauthorized:
         raise LoginRequired(_here(request)) from None
-    return _read(principal)
+    return await _read(principal)
 
 
 ReaderDep = Annotated[Principal, Depends(page_reader)]

@@ -132,7 +132,7 @@ async def _raw_body(request: Request) -> bytes:
     return await request.body()
 
 
-def _deliveries(request: Request) -> HookDeliveries:
+async def _deliveries(request: Request) -> HookDeliveries:
     deliveries: HookDeliveries = request.app.state.hook_deliveries
     return deliveries
 

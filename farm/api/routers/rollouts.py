@@ -32,7 +32,7 @@ router = APIRouter(prefix="/api/v1", tags=["rollouts"])
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$"
 
 
-def _engine(request: Request) -> RolloutEngine:
+async def _engine(request: Request) -> RolloutEngine:
     engine: RolloutEngine = request.app.state.rollouts
     return engine
 
@@ -252,7 +252,7 @@ for _name in ("promote", "pause", "resume", "step_back", "abort"):
     )
 
 
-def _routing(request: Request) -> Routing:
+async def _routing(request: Request) -> Routing:
     engine: RolloutEngine = request.app.state.rollouts
     return engine.routing
 
