@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     api_port: int = 8700
     api_url: str | None = None  # what clients and workers use; default from host/port
     flower_port: int = 5555
+    # Log level of the API and the workers (Celery's "received"/"succeeded" lines per
+    # task are INFO: WARNING keeps a busy farm's logs, and its CPU, to what matters).
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # Worker side
     work_dir: Path | None = None  # per-job workspaces; default data_dir/work

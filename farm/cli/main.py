@@ -185,7 +185,7 @@ def api(host: str | None, port: int | None) -> None:
         app,
         host=settings.api_host,
         port=port or settings.api_port,
-        log_level="info",
+        log_level=settings.log_level.lower(),
         access_log=False,
     )
 
@@ -232,7 +232,7 @@ def worker(
     celery_app.worker_main(
         [
             "worker",
-            "--loglevel=INFO",
+            f"--loglevel={settings.log_level}",
             "-E",
             "-Q",
             qs,
