@@ -7,6 +7,7 @@ A watchdog thread retries attempts whose worker stopped sending heartbeats.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -74,10 +75,12 @@ def _watchdog(coord: Coordinator, stop: threading.Event) -> None:
     interval = coord.settings.watchdog_interval
     due = time.monotonic() + interval
     while not stop.is_set():
-        kicked = coord.outbox_kick.wait(max(0.0, due - time.monotonic()))
+        # Wakes at least every second: the finishes' batched timeline marks wait no longer.
+        kicked = coord.outbox_kick.wait(min(1.0, max(0.0, due - time.monotonic())))
         if stop.is_set():
             return
         try:
+            coord.flush_marks()
             if kicked:  # an advance left ready jobs in the outbox: send them now
                 coord.outbox_kick.clear()
                 coord.sweep()
@@ -172,6 +175,8 @@ def create_app(
         thread.join(timeout=5)
         rollout_thread.join(timeout=5)
         schedule_thread.join(timeout=5)
+        with contextlib.suppress(Exception):  # a stopping API keeps what it can
+            coord.flush_marks()
         engine.dispose()
 
     app = FastAPI(

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
+from farm.domain.logs import Tail
 from farm.domain.progress import JobState
 from farm.domain.records import ArtifactRecord, BuildRecord, JobRecord, NewBuild
 from farm.domain.statuses import BuildStatus
@@ -189,17 +190,25 @@ class Store(Protocol):
     ) -> ArtifactRecord:
         """Record a stored blob as an artifact of a build (and of a job, unless None)."""
 
+    def set_timelines(self, items: Iterable[tuple[int, int, dict[str, float]]]) -> None:
+        """Store each (job, attempt, timeline) whose job is still at that attempt."""
+
+    def claim_job(self, job_id: int, attempt: int, **fields: Any) -> JobRecord | None:
+        """Compare-and-set a pending ``attempt`` to ``fields`` and return the job as it is
+        then (without artifacts); None if the attempt was not pending."""
+
     def finish_attempt(
         self,
         job_id: int,
         attempt: int,
         artifacts: Sequence[Mapping[str, Any]],
+        tail: Tail | None = None,
         **fields: Any,
     ) -> bool:
         """In one transaction: the compare-and-set of a running ``attempt`` to ``fields``
         and, if it applied, its ``artifacts`` (each as :meth:`add_artifact`'s keywords
-        but the build and job). False, with nothing written, if the attempt was not
-        running."""
+        but the build and job) and the log's ``tail`` (as :meth:`beat_and_log` stores
+        text). False, with nothing written, if the attempt was not running."""
 
     def beat_and_log(
         self, job_id: int, attempt: int, at: datetime, data: str, cap: int, offset: int | None

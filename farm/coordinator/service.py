@@ -43,11 +43,12 @@ from farm.coordinator.ports import Blobs, Store, StoredBlob
 from farm.coordinator.ports import Dispatcher as Dispatcher  # re-exported: callers import it here
 from farm.coordinator.result_cache import ResultCache
 from farm.coordinator.stuck import mark_stuck
-from farm.coordinator.timeline import at_report
+from farm.coordinator.timeline import MarkBuffer, at_report
 from farm.coordinator.withdraw import withdraw_queued
 from farm.domain import retry as retry_rule
 from farm.domain import state
 from farm.domain.clock import utcnow
+from farm.domain.logs import Tail
 from farm.domain.messages import ArtifactReport
 from farm.domain.progress import BuildView, Shape
 from farm.domain.records import BuildRecord, JobRecord, NewBuild
@@ -130,6 +131,8 @@ class Coordinator(OutboxMixin):
     # Set when an advance left ready jobs in the outbox: the API's watchdog thread then
     # sends them at once instead of at its next pass (the request answers meanwhile).
     outbox_kick: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
+    # Timelines finished after their job's finish, written in batches (timeline.py).
+    _marks: MarkBuffer = field(default_factory=MarkBuffer, init=False, repr=False)
     # Sends a batch of ready jobs longest remaining path first (dispatch_order.py).
     _order: DispatchOrder = field(default_factory=DispatchOrder, init=False, repr=False)
 
@@ -196,16 +199,23 @@ class Coordinator(OutboxMixin):
         self._advance(build_id)
         return self.store.get_build(build_id)
 
-    def _advance(self, build_id: int) -> None:
+    def _advance(self, build_id: int, build: BuildRecord | None = None) -> BuildStatus:
+        """Advance a build (``build``: its own fields as just read, for the first step);
+        returns the status it left the build in."""
         # A step that reused cached results may have made more jobs ready: step again.
         for _ in range(100_000):
-            if not self._advance_step(build_id):
-                return
+            reused, status = self._advance_step(build_id, build)
+            if not reused:
+                return status
+            build = None
+        return status
 
-    def _advance_step(self, build_id: int) -> bool:
-        build = self.store.get_build(build_id, with_jobs=False)
+    def _advance_step(
+        self, build_id: int, build: BuildRecord | None = None
+    ) -> tuple[bool, BuildStatus]:
+        build = build or self.store.get_build(build_id, with_jobs=False)
         if build.status in FINAL_BUILD:
-            return False
+            return False, build.status
         view = self._view(build_id)
         ready: list[tuple[int, float | None]] = []  # made pending here: (job id, countdown)
         claimed: set[int] = set()  # in self._sending
@@ -242,7 +252,7 @@ class Coordinator(OutboxMixin):
         finally:
             self._unclaim(claimed)
         self._settle(build, status)
-        return bool(reused)
+        return bool(reused), status
 
     def _reuse(
         self,
@@ -443,10 +453,9 @@ class Coordinator(OutboxMixin):
         out with this claim; only a report carrying both is taken for the attempt.
         """
         now = utcnow()
-        ok = self.store.cas_job(
+        job = self.store.claim_job(
             job_id,
-            [JobStatus.PENDING],
-            expect_attempt=attempt,
+            attempt,
             status=JobStatus.RUNNING,
             worker=worker,
             claimed_by_token=holder[0],
@@ -457,9 +466,8 @@ class Coordinator(OutboxMixin):
             exit_code=None,
             reason=None,
         )
-        if not ok:
+        if job is None:
             return None
-        job = self.store.get_job(job_id)
         # The first claim makes the build "running"; a CAS, not a reload of the whole build.
         # A build never goes back to pending: once this process saw it leave, later
         # claims skip the write.
@@ -483,10 +491,25 @@ class Coordinator(OutboxMixin):
         cap = self.settings.log_max_bytes
         return self.store.beat_and_log(job_id, attempt, utcnow(), text, cap, offset)
 
-    def finish(self, job_id: int, attempt: int, result: JobResult) -> JobRecord:
-        """An attempt ended: record it, retry per ``retry:``, advance the build."""
-        job = self.store.get_job(job_id)
+    def finish(
+        self,
+        job_id: int,
+        attempt: int,
+        result: JobResult,
+        text: str = "",
+        offset: int | None = None,
+        job: JobRecord | None = None,
+    ) -> JobRecord:
+        """An attempt ended: record it, retry per ``retry:``, advance the build.
+
+        ``text``: the attempt's last output, sent with the report (stored first, as a log
+        request's ``text`` at ``offset`` would be); ``job``: the job as the caller just
+        read it (its artifacts aside), to spare a read.
+        """
+        job = job or self.store.get_job(job_id)
+        tail = Tail(text, offset, self.settings.log_max_bytes) if text else None
         if job.attempt != attempt or job.status != JobStatus.RUNNING:
+            self._store_tail(job_id, attempt, tail)  # a resent report's: stored once
             if job.attempt == attempt and job.status in FINAL_JOB:
                 # The same report again (its answer was lost, or settling the build failed
                 # after the job was recorded): complete what the first one could not.
@@ -494,6 +517,7 @@ class Coordinator(OutboxMixin):
             return job  # a stale or duplicate report changes nothing else
         for art in result.artifacts:
             if not self.blobs.has(art.digest):
+                self._store_tail(job_id, attempt, tail)
                 raise UploadError(f"artifact {art.name} ({art.digest}) was not uploaded")
         spec = job.spec
         if not result.succeeded and state.should_retry(
@@ -504,6 +528,7 @@ class Coordinator(OutboxMixin):
             reason=result.reason,
             exit_code=result.exit_code,
         ):
+            self._store_tail(job_id, attempt, tail)
             if self.store.cas_job(
                 job_id,
                 [JobStatus.RUNNING],
@@ -535,34 +560,49 @@ class Coordinator(OutboxMixin):
             job_id,
             attempt,
             artifacts,
+            tail,
             status=status,
             exit_code=result.exit_code,
             reason=reason,
             finished_at=now,
             coverage=result.coverage,
             test_report=result.tests,
-            timeline=marks,
+            timeline=dict(marks),  # completed below, written later: not shared
         ):
+            self._store_tail(job_id, attempt, tail)  # raced: the job moved meanwhile
             return self.store.get_job(job_id)
         self._release(job)
+        build = self.store.get_build(job.build_id, with_jobs=False)  # read once, for both
         if result.succeeded:
-            self._remember(job)
-        self._advance(job.build_id)
+            self._remember(build, job)
+        settled = self._advance(job.build_id, build)
         marks["next_dispatched"] = time.time()
-        self.store.cas_job(job_id, [status], expect_attempt=attempt, timeline=marks)
+        # Kept and written with others' (the watchdog writes what waits, each second);
+        # at once when this finish ended the build, so its document is whole.
+        if self._marks.add(job_id, attempt, marks) or settled in FINAL_BUILD:
+            self.flush_marks()
         # The record as this finish left it (its artifacts aside): no read back.
         return dataclasses.replace(
             job, status=status, exit_code=result.exit_code, reason=reason, finished_at=now
         )
 
-    def _remember(self, job: JobRecord) -> None:
+    def flush_marks(self) -> None:
+        """Write the timelines the finishes of this process completed meanwhile."""
+        items = self._marks.take()
+        if items:
+            self.store.set_timelines(items)
+
+    def _store_tail(self, job_id: int, attempt: int, tail: Tail | None) -> None:
+        """Store a report's log tail on its own, where the finish does not store it."""
+        if tail is not None:
+            self.store.beat_and_log(job_id, attempt, utcnow(), tail.data, tail.cap, tail.offset)
+
+    def _remember(self, build: BuildRecord, job: JobRecord) -> None:
         """Remember a job that ran and succeeded in the result cache (result_cache.py)."""
         if self.results is None:
             return
         try:
-            shape = self._shape(job.build_id)
-            build = self.store.get_build(job.build_id, with_jobs=False)
-            self.results.remember(build, job, shape)
+            self.results.remember(build, job, self._shape(job.build_id))
         except Exception:
             log.exception("job %s: could not remember its result", job.id)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from farm.db.tables import BuildRow, JobRow
@@ -51,11 +51,23 @@ def bump(s: Session, build_id: int) -> int:
     return int(s.execute(q).scalar_one_or_none() or 0)
 
 
+# One statement, built once: a claim and a finish each stamp their job (issue 10).
+_STAMP = (
+    update(_BUILDS)
+    .where(
+        _BUILDS.c.id
+        == select(_JOBS.c.build_id).where(_JOBS.c.id == bindparam("job")).scalar_subquery()
+    )
+    .values(rev=_BUILDS.c.rev + 1)
+    .returning(_BUILDS.c.id, _BUILDS.c.rev)
+)
+
+
 def stamp(s: Session, job_id: int) -> tuple[int, int] | None:
     """(the job's build, that build's next change number) for an update of the job's
     state in this transaction; None when there is no such job."""
-    build_id = s.scalar(select(_JOBS.c.build_id).where(_JOBS.c.id == job_id))
-    return None if build_id is None else (int(build_id), bump(s, build_id))
+    row = s.execute(_STAMP, {"job": job_id}).first()
+    return None if row is None else (int(row[0]), int(row[1]))
 
 
 def builds_of(s: Session, job_ids: list[int]) -> list[int]:

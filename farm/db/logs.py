@@ -13,8 +13,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from farm.db.tables import JobRow, LogChunkRow
-from farm.domain.logs import fit_chunk
+from farm.domain.logs import Tail, fit_chunk
 from farm.domain.statuses import JobStatus
+
+
+def append_tail(s: Session, job_id: int, tail: Tail) -> None:
+    """Store a finish report's ``tail`` in the transaction that records the finish (the
+    job row is locked by then: the finish's update took it)."""
+    row = s.get(JobRow, job_id, with_for_update=True)
+    if row is not None and tail.data:
+        _append(s, row, tail.data, tail.cap, tail.offset)
 
 
 def _append(s: Session, row: JobRow, data: str, cap: int, offset: int | None) -> bool:

@@ -19,10 +19,10 @@ from datetime import UTC, datetime
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from farm.db.secrets import SecretBox
-from farm.db.session import aware
+from farm.db.session import aware, read_transaction
 from farm.db.tables import ProjectSecretRow, ProjectSettingsRow
 from farm.domain.secrets import (
     DEFAULT_PROTECTED_REFS,
@@ -80,6 +80,7 @@ class ProjectSecretsMixin:
     """Project secret methods of :class:`farm.db.repository.Store` (kept apart, like caches)."""
 
     _box: SecretBox  # provided by Store
+    _sessions: sessionmaker[Session]  # provided by Store
 
     def _tx(self) -> AbstractContextManager[Session]:  # provided by Store
         raise NotImplementedError
@@ -175,7 +176,7 @@ class ProjectSecretsMixin:
         ConfigError when a value cannot be decrypted with the farm's key or its token
         does not belong to its row (the claim then fails rather than run without it).
         """
-        with self._tx() as s:
+        with read_transaction(self._sessions) as s:
             rows = s.scalars(
                 select(ProjectSecretRow)
                 .where(ProjectSecretRow.project == project)

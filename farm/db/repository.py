@@ -44,7 +44,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from farm.db import job_revs
 from farm.db.caches import CacheIndexMixin
-from farm.db.logs import LogsMixin
+from farm.db.logs import LogsMixin, append_tail
 from farm.db.project_secrets import ProjectSecretsMixin
 from farm.db.resource_groups import ResourceGroupsMixin
 from farm.db.secrets import SecretBox
@@ -52,6 +52,7 @@ from farm.db.session import aware, transaction
 from farm.db.tables import ArtifactRow, BuildRow, JobRow
 from farm.db.workers import WorkersMixin
 from farm.domain.clock import utcnow
+from farm.domain.logs import Tail
 from farm.domain.records import (
     ArtifactRecord,
     BuildOrigin,
@@ -107,10 +108,18 @@ class JobLine:
     cached: bool = False  # its result was reused from an identical earlier job
 
 
+# Who holds a job's current attempt: (attempt, claiming token id, job token hash).
+Holder = tuple[int, int | None, str | None]
+
+
+def _job_columns() -> list[Any]:
+    """Every job column, the spec as its JSON text (parsed by :func:`_spec`, once)."""
+    return [*(c for c in _JOBS.c if c.name != "spec"), sql_cast(_JOBS.c.spec, Text).label("spec")]
+
+
 def _select_jobs() -> Select[Any]:
     """Every job column, the spec as its JSON text (parsed by :func:`_spec`, once)."""
-    cols = [c for c in _JOBS.c if c.name != "spec"]
-    return select(*cols, sql_cast(_JOBS.c.spec, Text).label("spec"))
+    return select(*_job_columns())
 
 
 @lru_cache(maxsize=50_000)
@@ -464,7 +473,17 @@ class Store(CacheIndexMixin, ProjectSecretsMixin, WorkersMixin, ResourceGroupsMi
             arts = s.scalars(select(ArtifactRow).where(ArtifactRow.job_id == job_id)).all()
             return _job(row, arts)
 
-    def attempt_holder(self, job_id: int) -> tuple[int, int | None, str | None] | None:
+    def job_and_holder(self, job_id: int) -> tuple[JobRecord, Holder]:
+        """A job without its artifacts, and who holds its current attempt (a worker's
+        finish report reads both: one query). NotFound if there is no such job."""
+        with self._sessions() as s:
+            row = s.execute(_select_jobs().where(_JOBS.c.id == job_id)).first()
+            if row is None:
+                raise NotFound(f"job {job_id} does not exist")
+            r = row._mapping
+            return _job(row), (r["attempt"], r["claimed_by_token"], r["job_token_hash"])
+
+    def attempt_holder(self, job_id: int) -> Holder | None:
         """Who holds a job's current attempt: (attempt, claiming token id, job token hash)."""
         with self._sessions() as s:
             row = s.execute(
@@ -508,6 +527,24 @@ class Store(CacheIndexMixin, ProjectSecretsMixin, WorkersMixin, ResourceGroupsMi
                 fields = {**fields, "rev": stamped[1]}
             res = s.execute(q.values(**fields))
             return bool(res.rowcount)  # type: ignore[attr-defined]
+
+    def claim_job(self, job_id: int, attempt: int, **fields: Any) -> JobRecord | None:
+        """Compare-and-set a pending ``attempt`` to ``fields`` (its claim) and return the
+        job as it is then, its artifacts aside (a pending job has none): one transaction,
+        no read back. None if the attempt was not pending."""
+        c = _JOBS.c
+        with self._tx() as s:
+            stamped = job_revs.stamp(s, job_id)
+            if stamped is None:
+                return None
+            q = (
+                update(_JOBS)
+                .where(c.id == job_id, c.status == JobStatus.PENDING, c.attempt == attempt)
+                .values(**fields, rev=stamped[1])
+                .returning(*_job_columns())
+            )
+            row = s.execute(q).first()
+            return None if row is None else _job(row)
 
     def cas_jobs(
         self, job_ids: Iterable[int], from_statuses: Iterable[str], **fields: Any
@@ -645,6 +682,20 @@ class Store(CacheIndexMixin, ProjectSecretsMixin, WorkersMixin, ResourceGroupsMi
         with self._tx() as s:
             s.connection().execute(q, params)
 
+    def set_timelines(self, items: Iterable[tuple[int, int, dict[str, float]]]) -> None:
+        """Store each (job, attempt, timeline) while the job is still at that attempt, in
+        one transaction (``Coordinator.flush_marks``)."""
+        params = [{"jid": j, "att": a, "tl": tl} for j, a, tl in items]
+        if not params:
+            return
+        q = (
+            update(_JOBS)
+            .where(_JOBS.c.id == bindparam("jid"), _JOBS.c.attempt == bindparam("att"))
+            .values(timeline=bindparam("tl"))
+        )
+        with self._tx() as s:
+            s.connection().execute(q, params)
+
     # --- artifacts -------------------------------------------------------------------
 
     def add_artifact(
@@ -681,9 +732,11 @@ class Store(CacheIndexMixin, ProjectSecretsMixin, WorkersMixin, ResourceGroupsMi
         job_id: int,
         attempt: int,
         artifacts: Sequence[Mapping[str, Any]],
+        tail: Tail | None = None,
         **fields: Any,
     ) -> bool:
-        """The end of a running attempt and its artifacts, in one transaction."""
+        """The end of a running attempt, its artifacts and its log's ``tail``, in one
+        transaction."""
         c = _JOBS.c
         with self._tx() as s:
             stamped = job_revs.stamp(s, job_id)
@@ -696,6 +749,8 @@ class Store(CacheIndexMixin, ProjectSecretsMixin, WorkersMixin, ResourceGroupsMi
             done = s.execute(q.values(**fields, rev=rev))
             if not done.rowcount:  # type: ignore[attr-defined]
                 return False
+            if tail is not None:
+                append_tail(s, job_id, tail)
             now = utcnow()
             for art in artifacts:
                 s.add(ArtifactRow(build_id=build_id, job_id=job_id, created_at=now, **art))

@@ -8,6 +8,18 @@ only the answer was lost, and those are skipped here, so a resend is stored once
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Tail:
+    """Output that comes with an attempt's finish report, to store with it under ``cap``
+    (``offset``: UTF-8 bytes of output the worker sent before it, as in a log request)."""
+
+    data: str
+    offset: int | None
+    cap: int
+
 
 def truncation_marker(cap: int) -> str:
     """The line stored once when a log reaches its cap."""

@@ -22,7 +22,7 @@ structural (digests, ids, limits) with generous caps on text.
     worker                                  API
       ClaimRequest  ── POST jobs/{id}/claim ──►  Assignment | 409 (stale or taken)
       LogRequest    ── POST jobs/{id}/log ────►  LogReply   (also the heartbeat)
-      FinishReport  ── POST jobs/{id}/finish ─►  FinishReply
+      FinishReport  ── POST jobs/{id}/finish ─►  FinishReply (may carry the log's tail)
       LiveRequest   ── POST live ─────────────►  LiveReply  (for the reaper)
 """
 
@@ -38,6 +38,7 @@ from farm.errors import ProtocolMismatch
 
 __all__ = [
     "MAX_FILES",
+    "MAX_FINISH_LOG",
     "MAX_LOG_CHUNK",
     "MAX_MESSAGE",
     "PROTOCOL_VERSION",
@@ -54,21 +55,25 @@ __all__ = [
     "LiveRequest",
     "LogReply",
     "LogRequest",
+    "LogTail",
     "ServiceEntry",
     "TestReport",
     "check_protocol",
 ]
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 """The protocol this farm speaks; bump it when a message changes incompatibly.
 
 2: the claim answers a ``job_token``; log and finish requests must carry it (issue 12).
+3: a finish report may carry the last of the attempt's output (``log``), which an API
+   of protocol 2 would silently drop (issue 10: one request fewer per short job).
 """
 
 MAX_NAME = 255  # job, stage, worker, artifact names: the width of their columns
 MAX_PATH = 4096  # a file path or glob (PATH_MAX)
 MAX_MESSAGE = 64 * 1024  # a finish report's message (the worker truncates to it)
 MAX_LOG_CHUNK = 4 * 1024 * 1024  # characters of output per log request (the worker splits)
+MAX_FINISH_LOG = 256 * 1024  # characters of output a finish report carries at most
 MAX_FILES = 1_000_000  # member names listed for one artifact archive
 MAX_ARTIFACTS = 1024  # artifacts reported by one attempt
 MAX_LIVE_PAIRS = 10_000  # (job, attempt) pairs asked about at once
@@ -378,6 +383,17 @@ class TestReport(_Message):
     failed: list[FailedCase] = Field(default_factory=list, max_length=MAX_FAILED_CASES)
 
 
+class LogTail(_Message):
+    """The last of an attempt's output, sent with its finish report instead of in a log
+    request of its own (most short jobs then cost two requests: claim and finish)."""
+
+    data: Annotated[str, StringConstraints(max_length=MAX_FINISH_LOG)]
+    offset: Size | None = Field(
+        default=None,
+        description="UTF-8 bytes of output sent before it, as in a log request",
+    )
+
+
 class FinishReport(_Versioned):
     """How an attempt ended (``POST …/jobs/{id}/finish``)."""
 
@@ -394,6 +410,10 @@ class FinishReport(_Versioned):
         default=None, description="worker-side marks of the attempt (epoch seconds)"
     )
     tests: TestReport | None = None  # from artifacts: reports: junit
+    log: LogTail | None = Field(
+        default=None,
+        description="output not sent yet; stored before the report is applied",
+    )
 
 
 class FinishReply(_Message):

@@ -161,9 +161,10 @@ class LogStream:
                 log.exception("log flusher of job %s", self._job)
 
     def close(self) -> None:
-        """Spool what is left, try to send it once, and stop the thread.
-
-        Whatever could not be sent stays in the spool for :func:`~farm.worker.spool.deliver`.
+        """Stop the thread and spool what is left, without sending it: the finish report
+        that follows carries it (:func:`~farm.worker.spool.send_pending`), so the end of
+        a job costs one request, not two. Whatever is not sent then stays in the spool
+        for :func:`~farm.worker.spool.deliver`.
         """
         self._stop.set()
         if self._thread.is_alive():
@@ -172,4 +173,5 @@ class LogStream:
         with self._lock:
             self._buf.append(self._masker.feed(tail))
             self._buf.append(self._masker.flush())
-        self._flush(force=True)
+        with self._send_lock:
+            self._spool_buffer()

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from farm.domain.messages import FinishReply, FinishReport, LogReply
+from farm.domain.messages import MAX_FINISH_LOG, FinishReply, FinishReport, LogReply, LogTail
 from farm.errors import FarmError, ServiceUnavailable
 from farm.http import worth_retrying
 from farm.worker.api_client import CoordinatorClient
@@ -285,8 +285,15 @@ def send_pending(spool: Spool, client: CoordinatorClient) -> Progress:
     progress = Progress()
     while pending := spool.pending():
         record = pending[0]
+        tail = _tail(pending)
         try:
-            if isinstance(record, LogRecord):
+            if tail is not None:  # the last output rides with the finish report
+                report, count = tail
+                progress.finish = client.finish(spool.job_id, report)
+                spool.ack(count)
+                progress.done = True
+                _note_stale(spool, progress.finish)
+            elif isinstance(record, LogRecord):
                 reply = client.log(
                     spool.job_id, spool.attempt, record.text, record.offset, spool.job_token
                 )
@@ -303,7 +310,9 @@ def send_pending(spool: Spool, client: CoordinatorClient) -> Progress:
             if transient(exc):
                 progress.error = exc
                 return progress
-            what = "log chunk" if isinstance(record, LogRecord) else "finish report"
+            what = (
+                "log chunk" if tail is None and isinstance(record, LogRecord) else "finish report"
+            )
             log.warning(
                 "job %s attempt %s: the API refused the %s for good, dropped: %s",
                 spool.job_id,
@@ -311,11 +320,42 @@ def send_pending(spool: Spool, client: CoordinatorClient) -> Progress:
                 what,
                 exc,
             )
-            spool.ack()
-            progress.done = isinstance(record, FinishRecord)
+            spool.ack(tail[1] if tail is not None else 1)
+            progress.done = tail is not None or isinstance(record, FinishRecord)
         if progress.done:
             return progress
     return progress
+
+
+def _tail(pending: list[Record]) -> tuple[FinishReport, int] | None:
+    """When what is pending is the last of the output and then the finish report, the
+    report carrying that output, and how many records it stands for; else None.
+
+    A short job's output then costs no request of its own. Output over
+    :data:`MAX_FINISH_LOG`, or chunks that do not follow one another, go as log
+    requests first.
+    """
+    last = pending[-1]
+    if not isinstance(last, FinishRecord) or last.report.log is not None:
+        return None
+    chunks = pending[:-1]
+    if not chunks:
+        return None
+    texts: list[str] = []
+    size = 0
+    expect = None
+    for chunk in chunks:
+        if not isinstance(chunk, LogRecord) or (expect is not None and chunk.offset != expect):
+            return None
+        size += len(chunk.text)
+        if size > MAX_FINISH_LOG:
+            return None
+        texts.append(chunk.text)
+        expect = chunk.offset + len(chunk.text.encode())
+    first = chunks[0]
+    assert isinstance(first, LogRecord)
+    tail = LogTail(data="".join(texts), offset=first.offset)
+    return last.report.model_copy(update={"log": tail}), len(pending)
 
 
 def _drop_logs(spool: Spool) -> None:

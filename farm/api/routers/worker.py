@@ -22,7 +22,7 @@ from farm.api.errors import errors
 from farm.api.limits import JobIdPath
 from farm.coordinator.assignment import assignment
 from farm.coordinator.service import JobResult
-from farm.db.repository import Store
+from farm.db.repository import Holder, Store
 from farm.domain.auth import Principal, Scope, hash_token, new_token, same_hash
 from farm.domain.messages import (
     Assignment,
@@ -97,14 +97,13 @@ def _claim_build(store: Store, job: JobRecord) -> BuildRecord:
 
 
 def _check_holder(
-    store: Store, job_id: int, attempt: int, job_token: str, principal: Principal
+    holder: Holder | None, job_id: int, attempt: int, job_token: str, principal: Principal
 ) -> None:
     """Forbidden unless the caller holds the job's current attempt (see the module doc).
 
     A report on another attempt is let through: the coordinator answers it as stale and
     it changes nothing.
     """
-    holder = store.attempt_holder(job_id)
     if holder is None or holder[0] != attempt:
         return
     _, token_id, token_hash = holder
@@ -128,7 +127,7 @@ def append_log(
 ) -> LogReply:
     """Append output; the answer says whether the attempt may go on (cancel, reassignment)."""
     check_protocol(body.protocol)
-    _check_holder(store, job_id, body.attempt, body.job_token, principal)
+    _check_holder(store.attempt_holder(job_id), job_id, body.attempt, body.job_token, principal)
     alive, accepted = coord.beat_and_log(job_id, body.attempt, body.data, body.offset)
     return LogReply(continue_=alive, accepted=accepted)
 
@@ -145,9 +144,11 @@ def finish(
     store: StoreDep,
     principal: PrincipalDep,
 ) -> FinishReply:
-    """Report the end of an attempt; stale reports are ignored."""
+    """Report the end of an attempt (and the last of its output); stale reports are
+    ignored."""
     check_protocol(body.protocol)
-    _check_holder(store, job_id, body.attempt, body.job_token, principal)
+    job, holder = store.job_and_holder(job_id)
+    _check_holder(holder, job_id, body.attempt, body.job_token, principal)
     job = coord.finish(
         job_id,
         body.attempt,
@@ -160,6 +161,9 @@ def finish(
             timeline={str(k): v for k, v in body.timeline.items()} if body.timeline else None,
             tests=body.tests.model_dump(mode="json") if body.tests else None,
         ),
+        text=body.log.data if body.log else "",
+        offset=body.log.offset if body.log else None,
+        job=job,
     )
     return FinishReply(status=job.status, attempt=job.attempt)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 
+from farm.domain.messages import PROTOCOL_VERSION
 from tests.farmtest import Farm, farm_cli, make_repo
 
 PIPELINE = "job:\n  image: busybox\n  script: [echo built]\n"
@@ -25,8 +26,14 @@ def test_a_forged_claim_or_finish_is_refused_and_the_build_stays_honest(
     )
     build = farm.submit(repo)
     job = build["jobs"][0]["id"]
-    forged = {"protocol": 2, "attempt": 1, "exit_code": 0, "message": "", "artifacts": []}
-    claim = {"protocol": 2, "attempt": 1, "worker": "evil"}
+    forged = {
+        "protocol": PROTOCOL_VERSION,
+        "attempt": 1,
+        "exit_code": 0,
+        "message": "",
+        "artifacts": [],
+    }
+    claim = {"protocol": PROTOCOL_VERSION, "attempt": 1, "worker": "evil"}
     with httpx.Client(base_url=farm.url, timeout=30) as anon:
         assert anon.post(f"/api/v1/worker/jobs/{job}/claim", json=claim).status_code == 401
         assert anon.post(f"/api/v1/worker/jobs/{job}/finish", json=forged).status_code == 401

@@ -11,7 +11,8 @@ import pytest
 from farm.db.repository import Store
 from farm.db.session import make_engine, make_sessionmaker, migrate
 from farm.domain.clock import utcnow
-from farm.domain.records import NewBuild
+from farm.domain.logs import Tail
+from farm.domain.records import JobRecord, NewBuild
 from farm.domain.specs import ArtifactSpec, JobSpec, Need
 
 
@@ -91,6 +92,42 @@ def test_only_one_concurrent_claim_wins(store: Store) -> None:
     assert store.get_job(job.id).status == "running"
 
 
+def test_a_claim_returns_the_job_it_took_and_only_one_claim_takes_it(store: Store) -> None:
+    build = store.get_build(store.create_build(_new_build(), status="pending"))
+    job = build.jobs[1]
+    assert store.claim_job(job.id, 1, status="running", worker="w0") is None  # not pending
+    assert store.cas_job(job.id, ["created"], status="pending")
+    rev_before = store.job_changes(build.id, -1)[0]
+    won: list[object] = []
+    barrier = threading.Barrier(6)
+
+    def claim(n: int) -> None:
+        barrier.wait()
+        won.append(store.claim_job(job.id, 1, status="running", worker=f"w{n}"))
+
+    threads = [threading.Thread(target=claim, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    (claimed,) = [c for c in won if c is not None]
+    assert isinstance(claimed, JobRecord)
+    assert (claimed.id, claimed.status, claimed.attempt) == (job.id, "running", 1)
+    assert claimed.spec == job.spec and claimed.worker == store.get_job(job.id).worker
+    # the claim is a change of state: a coordinator catching up sees it
+    rev, changed = store.job_changes(build.id, rev_before)
+    assert rev > rev_before and [c.id for c in changed] == [job.id]
+    assert store.claim_job(job.id, 2, status="running") is None  # another attempt
+
+
+def test_timelines_are_written_in_one_batch_for_their_attempt_only(store: Store) -> None:
+    build = store.get_build(store.create_build(_new_build(), status="pending"))
+    one, two = build.jobs
+    store.set_timelines([(one.id, 1, {"reported": 1.5}), (two.id, 2, {"reported": 2.5})])
+    assert store.get_job(one.id).timeline == {"reported": 1.5}
+    assert store.get_job(two.id).timeline is None  # job two is at attempt 1
+
+
 def test_log_is_capped_with_marker_and_read_by_cursor(store: Store) -> None:
     build = store.get_build(store.create_build(_new_build(), status="pending"))
     job = build.jobs[0]
@@ -101,6 +138,21 @@ def test_log_is_capped_with_marker_and_read_by_cursor(store: Store) -> None:
     more, cursor2 = store.read_log(job.id, 1, after=cursor)
     assert more.startswith("x") and "log truncated" in more and cursor2 > cursor
     assert not store.beat_and_log(job.id, 2, utcnow(), "stale attempt", 50, None)[1]
+
+
+def test_a_finish_stores_its_log_tail_with_it_or_not_at_all(store: Store) -> None:
+    build = store.get_build(store.create_build(_new_build(), status="pending"))
+    job = build.jobs[0]
+    assert store.cas_job(job.id, ["created"], status="running")
+    assert store.beat_and_log(job.id, 1, utcnow(), "start\n", 1000, 0)[1]
+    # a stale attempt's report changes nothing, its tail included
+    assert not store.finish_attempt(job.id, 2, [], Tail("stale\n", 0, 1000), status="success")
+    # the tail's first bytes were already taken (a resend after a lost answer): once
+    assert store.finish_attempt(job.id, 1, [], Tail("start\nend\n", 0, 1000), status="success")
+    assert store.read_log(job.id, 1)[0] == "start\nend\n"
+    assert store.get_job(job.id).status == "success"
+    assert not store.finish_attempt(job.id, 1, [], Tail("again\n", 10, 1000), status="failed")
+    assert store.read_log(job.id, 1)[0] == "start\nend\n"
 
 
 def test_artifacts_keep_their_files(store: Store) -> None:

@@ -31,7 +31,7 @@ with warnings.catch_warnings():  # starlette nags about httpx vs httpx2 on impor
 
 # The worker protocol whose JSON shape WorkerWire writes by hand (farm.domain.messages):
 # when PROTOCOL_VERSION is bumped, this helper is the one place to update.
-PROTOCOL = 2
+PROTOCOL = 3
 
 # Three stages, one artifact, a manual deploy: enough for every router's paths.
 PIPELINE = """\

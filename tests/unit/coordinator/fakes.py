@@ -23,7 +23,7 @@ from typing import Any
 
 from farm.coordinator.ports import Blobs, BrokerProbe, Dispatcher, Store
 from farm.domain.clock import utcnow
-from farm.domain.logs import fit_chunk
+from farm.domain.logs import Tail, fit_chunk
 from farm.domain.records import ArtifactRecord, BuildRecord, JobRecord, NewBuild
 from farm.domain.statuses import ACTIVE_BUILD, BuildStatus, JobStatus
 from farm.errors import DigestMismatch, NotFound, UploadError
@@ -368,15 +368,30 @@ class FakeStore:
         with self._lock:
             return [a for a in self._artifacts if a.build_id == build_id]
 
+    def set_timelines(self, items: Iterable[tuple[int, int, dict[str, float]]]) -> None:
+        with self._lock:
+            for job_id, attempt, timeline in items:
+                job = self._jobs[job_id]
+                if job.attempt == attempt:
+                    self._jobs[job_id] = dataclasses.replace(job, timeline=timeline)
+
+    def claim_job(self, job_id: int, attempt: int, **fields: Any) -> JobRecord | None:
+        if not self.cas_job(job_id, [JobStatus.PENDING], expect_attempt=attempt, **fields):
+            return None
+        return dataclasses.replace(self.get_job(job_id), artifacts=())
+
     def finish_attempt(
         self,
         job_id: int,
         attempt: int,
         artifacts: Sequence[Mapping[str, Any]],
+        tail: Tail | None = None,
         **fields: Any,
     ) -> bool:
         if not self.cas_job(job_id, [JobStatus.RUNNING], expect_attempt=attempt, **fields):
             return False
+        if tail is not None and tail.data:
+            self._append_log(job_id, attempt, tail.data, tail.cap, tail.offset)
         build_id = self._jobs[job_id].build_id
         for art in artifacts:
             self.add_artifact(build_id=build_id, job_id=job_id, **art)

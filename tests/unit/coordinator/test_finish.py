@@ -170,3 +170,28 @@ def test_failed_job_keeps_its_artifacts(rig: Rig) -> None:
     d = rig.blobs.put(b"logs")
     rig.run(b, "compile", exit_code=1, artifacts=(artifact("compile", d, 4),))
     assert [a.digest for a in rig.job(b, "compile").artifacts] == [d]
+
+
+# --- the log's tail, sent with the report (protocol 3) ----------------------------------
+
+
+def test_the_output_a_report_carries_is_stored_with_it_once(rig: Rig) -> None:
+    b = rig.start(TWO)
+    job = rig.claim(b, "compile")
+    assert rig.log(job.id, 1, "one\n")
+    done = rig.coord.finish(job.id, 1, JobResult(exit_code=0), text="two\n", offset=4)
+    assert done.status == JobStatus.SUCCESS
+    # its answer was lost: the worker sends the same report again, the tail is not doubled
+    rig.coord.finish(job.id, 1, JobResult(exit_code=0), text="two\n", offset=4)
+    assert rig.store.read_log(job.id, 1) == "one\ntwo\n"
+    assert rig.job(b, "unit").status == JobStatus.PENDING
+
+
+def test_a_retried_attempt_keeps_its_last_output_and_a_stale_one_adds_none(rig: Rig) -> None:
+    b = rig.start("job: {script: [x], retry: 1}")
+    job = rig.claim(b, "job")
+    after = rig.coord.finish(job.id, 1, JobResult(exit_code=2), text="boom\n", offset=0)
+    assert (after.status, after.attempt) == (JobStatus.PENDING, 2)
+    assert rig.store.read_log(job.id, 1) == "boom\n"
+    rig.coord.finish(job.id, 1, JobResult(exit_code=2), text="late\n", offset=5)
+    assert rig.store.read_log(job.id, 2) == "" and rig.store.read_log(job.id, 1) == "boom\n"

@@ -171,6 +171,7 @@ def test_wire_keys_are_the_old_ones_plus_protocol_and_offset() -> None:
         "coverage",
         "timeline",  # issue 11: optional, the worker's marks of the attempt
         "tests",  # issue 15: optional, artifacts: reports: junit totals
+        "log",  # protocol 3: optional, the output not sent yet
     }
     assert set(report["artifacts"][0]) == {"name", "kind", "digest", "size", "expire_in", "files"}
     assert wire(FinishReply(status=JobStatus.FAILED, attempt=2)) == {
@@ -313,10 +314,10 @@ def test_same_protocol_passes() -> None:
 
 
 def test_newer_worker_is_refused_with_one_line_naming_what_to_upgrade() -> None:
-    body = ClaimRequest.model_validate({"attempt": 1, "worker": "w", "protocol": 3})
+    body = ClaimRequest.model_validate({"attempt": 1, "worker": "w", "protocol": 4})
     with pytest.raises(ProtocolMismatch) as err:
         check_protocol(body.protocol)
-    assert str(err.value).startswith("worker speaks protocol 3, this API speaks 2: upgrade the API")
+    assert str(err.value).startswith("worker speaks protocol 4, this API speaks 3: upgrade the API")
     assert "\n" not in str(err.value)
     assert isinstance(err.value, FarmError) and err.value.http_status == 426
 
@@ -326,5 +327,7 @@ def test_older_peer_is_told_to_upgrade_itself() -> None:
         check_protocol(0)
     with pytest.raises(ProtocolMismatch, match=r"^worker speaks protocol 1, .*upgrade the worker"):
         check_protocol(1)  # a protocol-1 worker has no job tokens: refused, not misread
-    with pytest.raises(ProtocolMismatch, match=r"^API speaks protocol 3, this worker speaks 2: "):
-        check_protocol(3, sender="API", receiver="worker")
+    with pytest.raises(ProtocolMismatch, match=r"^worker speaks protocol 2, .*upgrade the worker"):
+        check_protocol(2)  # a protocol-2 worker's finish may not carry the log's tail
+    with pytest.raises(ProtocolMismatch, match=r"^API speaks protocol 4, this worker speaks 3: "):
+        check_protocol(4, sender="API", receiver="worker")

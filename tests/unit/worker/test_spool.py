@@ -10,7 +10,13 @@ from typing import cast
 
 import pytest
 
-from farm.domain.messages import FinishReply, FinishReport, LogReply, LogRequest
+from farm.domain.messages import (
+    MAX_FINISH_LOG,
+    FinishReply,
+    FinishReport,
+    LogReply,
+    LogRequest,
+)
 from farm.errors import InvalidRequest, ServiceUnavailable
 from farm.worker.api_client import CoordinatorClient
 from farm.worker.logstream import LogStream
@@ -58,6 +64,8 @@ class FlakyAPI:
         if self.refuse_finish:
             raise InvalidRequest("no")
         self.finishes.append(report)
+        if report.log is not None:  # the API stores the tail first, as a log request
+            self.logs.append((report.log.data, report.log.offset))
         status = "success" if report.attempt == self.attempt else "running"
         return FinishReply.model_validate({"status": status, "attempt": self.attempt})
 
@@ -117,9 +125,31 @@ def test_pending_records_go_out_in_order_once_the_api_is_back(tmp_path: Path) ->
     api.down = False
     progress = send_pending(spool, client(api))
     assert progress.done and progress.finish is not None and progress.finish.status == "success"
-    assert api.logs == [("a\n", 0), ("b\n", 2), ("c\n", 4)]
+    # the last output rides with the report: one request, the offset of its first chunk
+    assert api.logs == [("a\n", 0), ("b\nc\n", 2)]
     assert [f.exit_code for f in api.finishes] == [0]
     spool.close()
+
+
+def test_output_too_big_to_ride_with_the_report_goes_first_in_a_log_request() -> None:
+    api = FlakyAPI()
+    spool = Spool.memory(3, 1)
+    spool.add_logs(["a" * MAX_FINISH_LOG, "b\n"])
+    spool.add_finish(FinishReport(attempt=1, exit_code=0))
+    assert send_pending(spool, client(api)).done and not spool.pending()
+    assert api.logs == [("a" * MAX_FINISH_LOG, 0), ("b\n", MAX_FINISH_LOG)]
+    tail = api.finishes[0].log  # what is left after that request still rides
+    assert tail is not None and tail.data == "b\n"
+
+
+def test_a_report_with_no_output_left_carries_none() -> None:
+    api = FlakyAPI()
+    spool = Spool.memory(3, 1)
+    spool.add_logs(["sent\n"])
+    send_pending(spool, client(api))
+    spool.add_finish(FinishReport(attempt=1, exit_code=0))
+    assert send_pending(spool, client(api)).done
+    assert api.logs == [("sent\n", 0)] and api.finishes[0].log is None
 
 
 def test_a_log_the_api_refuses_drops_the_rest_of_the_output_not_the_result(
@@ -128,10 +158,10 @@ def test_a_log_the_api_refuses_drops_the_rest_of_the_output_not_the_result(
     api = FlakyAPI()
     api.accept = False  # the log is full
     spool = Spool.memory(3, 1)
-    spool.add_logs(["a", "b", "c"])
+    spool.add_logs(["a" * MAX_FINISH_LOG, "b", "c"])  # too big to ride with the report
     spool.add_finish(FinishReport(attempt=1, exit_code=1))
     progress = send_pending(spool, client(api))
-    assert progress.done and api.text == "a" and len(api.finishes) == 1
+    assert progress.done and api.text == "a" * MAX_FINISH_LOG and len(api.finishes) == 1
 
 
 def test_a_stale_report_is_answered_and_done(tmp_path: Path) -> None:

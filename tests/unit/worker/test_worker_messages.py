@@ -48,6 +48,7 @@ def test_a_burst_bigger_than_one_request_goes_out_in_order_in_pieces() -> None:
     logs = stream(client)
     burst = "a" * MAX_LOG_CHUNK + "b" * 10
     logs.write(burst.encode())
+    logs._flush()  # what the flusher thread does every interval
     logs.close()
     data = [c for c in client.sent if c]
     assert [len(c) for c in data] == [MAX_LOG_CHUNK, 10]
@@ -61,8 +62,10 @@ def test_a_full_log_stops_the_pieces_and_later_output() -> None:
     logs._flush()
     assert [len(c) for c in client.sent] == [MAX_LOG_CHUNK]
     logs.write(b"more")
+    logs._flush(force=True)
     logs.close()
     assert client.sent[1:] == [""]  # heartbeats only, once the API said the log is full
+    assert not logs.spool.pending()  # nothing left for the finish report to carry
 
 
 def test_report_is_a_finish_report_with_the_message_cut_to_fit() -> None:
