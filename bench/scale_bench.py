@@ -37,6 +37,7 @@ from typing import Any
 
 import httpx
 
+from bench.celery_floor import floor as celery_floor
 from bench.report import update_section
 from farm.domain.messages import PROTOCOL_VERSION
 from farm.domain.timeline import SLICES, slices
@@ -93,9 +94,15 @@ def start(root: Path, workers: int, slots: int, env: dict[str, str] | None = Non
             extra_env={"FARM_WORKER_NAME": name},
         )  # fmt: skip
         sf.pids["workers"].append(w.popen.pid)
-        log = root / f"worker-{i}.log"
-        wait_for(lambda log=log: "ready" in log.read_text(errors="replace"), 60, "worker")
+        # At FARM_LOG_LEVEL=WARNING the worker logs no "ready": ask the API who is there.
+        wait_for(lambda name=name: _serves(farm, name), 60, "worker")
     return sf
+
+
+def _serves(farm: Farm, name: str) -> bool:
+    """Whether worker ``name`` is ready (its first heartbeat comes once Celery is)."""
+    with farm.http as h:
+        return name in {w["name"] for w in h.get("/api/v1/workers").json()}
 
 
 def _ok(farm: Farm) -> bool:
@@ -319,6 +326,9 @@ def part_noop(root: Path, jobs: int, big: int) -> tuple[str, str]:
     small = make_repo(root / "noop-small", {".farm-ci.yml": flat(3)})
     big_repo = make_repo(root / "noop-big", {".farm-ci.yml": flat(big)})
     slots = 4
+    celery_n = 2000
+    cel = celery_floor(celery_n, slots)
+    print(f"celery alone: {cel}")
     rows, big_text = [], ""
     per_job: dict[int, dict[str, float]] = {}
     floor = 0.0
@@ -350,8 +360,10 @@ def part_noop(root: Path, jobs: int, big: int) -> tuple[str, str]:
             sf.stop()
     noop = (
         f"### 2. Coordinator + Celery alone: {jobs:,} jobs, `FARM_EXECUTOR=noop`\n\n"
-        f"No container: each job is a Celery message, a claim, one log chunk and a finish "
-        f"report over HTTP. {slots} slots (threads) per worker process. Wall = submit → "
+        f"No container: each job is a Celery message, a claim and a finish report over "
+        "HTTP (the job's one line of output rides with the report, protocol 3), the "
+        f"worker's durable spool and job dir. {slots} slots (threads) per worker process. "
+        "`FARM_LOG_LEVEL=WARNING`. Wall = submit → "
         "every job final (the submit included); `after submit` = jobs / (wall - submit). "
         "CPU in cores, average over the build.\n\n"
         "| worker processes | slots | submit | wall | jobs/s end to end | jobs/s after submit "
@@ -364,8 +376,13 @@ def part_noop(root: Path, jobs: int, big: int) -> tuple[str, str]:
         )
         + f". The floor of one authenticated request that reads one row (`GET "
         f"/api/v1/builds/{{id}}?jobs=false`, 1,000 in a row on the idle farm): **{floor:.1f} "
-        "ms** of API CPU; a job makes three such requests (claim, log, finish) besides its "
-        "Celery message and its database writes.\n"
+        "ms** of API CPU; a job makes two requests (claim, finish) besides its Celery "
+        "message and its database writes.\n\n"
+        f"Celery alone, as farm configures it (`bench/celery_floor.py`: {celery_n:,} empty "
+        f"tasks, one worker process of {slots} threads, task events on): "
+        f"**{cel['rate']:.0f} tasks/s**; CPU per task {cel['publish']:.2f} ms to publish, "
+        f"{cel['worker']:.2f} ms in the worker, {cel['redis']:.2f} ms in redis-server "
+        f"(**{cel['publish'] + cel['worker'] + cel['redis']:.1f} ms** in all).\n"
     )
     return noop, big_text
 
@@ -569,7 +586,8 @@ def main() -> None:
         "## Scale: throughput, the coordinator alone, big pipelines "
         "(`bench/scale_bench.py`, issue 10)\n\n"
         "Private farms on this 2-core host: redis-server, one `farm api` (SQLite), N "
-        "`farm worker` processes (threads pool); builds submitted with `no_cache`.\n\n"
+        "`farm worker` processes (threads pool), `FARM_LOG_LEVEL=WARNING`; builds submitted "
+        "with `no_cache`.\n\n"
         + "\n".join(out)
         + "\n"
         + (
@@ -577,20 +595,31 @@ def main() -> None:
             "runc take ≈ 1.4 of the 2 cores from 2 slots on, farm's own processes ≈ 0.25-0.45; "
             "more slots only stretch `create`, so add hosts, not slots (a runtime swap was "
             "tried: crun is ≈ 10 % cheaper per container here and refuses this host's hybrid "
-            "cgroups). Without containers (part 2) the two cores are spent ≈ 12 ms of API CPU "
-            "and ≈ 9 ms of worker CPU per job; the HTTP/ASGI/auth floor is only 0.8 ms a "
-            "request, so the API's share is its database work (≈ 6 write transactions a job on "
-            "SQLite through SQLAlchemy) and one Celery publish (0.3-0.6 ms), and the worker's "
-            "is Celery, three HTTP calls and a durable spool. Reaching 200 jobs/s on 2 cores "
-            "would need ≤ 10 ms of CPU per job across all processes, half of today's. What was "
-            "fixed on the way (first run of this script → now): a finish re-read and re-built "
-            "the whole DAG (O(jobs): 6.8x slower on 5,000 jobs than on 50; now a per-build "
-            "change counter and an in-memory view, 0.98x); a claim read the whole build; full "
+            "cgroups). Without containers (part 2) a job costs ≈ 9-10 ms of API CPU and ≈ 8-9 "
+            "ms of worker CPU. Of that, Celery itself (its line above) is ≈ 1.8 ms and the two "
+            "HTTP requests ≈ 0.6 ms each in the API plus ≈ 1 ms each in the worker's client; "
+            "the rest is farm's own work per job: in the API two write transactions on SQLite "
+            "through SQLAlchemy (the claim; the finish with its log tail) and ≈ 6 reads "
+            "(holder, build, project secrets, changes), the assignment and the DAG step; in "
+            "the worker the durable spool (three fsyncs), the job dir (the source snapshot "
+            "unpacked, scripts, a lease file) and two threads per attempt (log stream, "
+            "lease), whose GIL hand-offs make ≈ 1,200 futex calls a job (strace). 200 jobs/s "
+            "on 2 cores means ≤ 10 ms across every process, a little over half of today's "
+            "≈ 18 ms: it would take a protocol that batches claims and reports (several jobs "
+            "per request and per transaction), not more trimming. What was fixed on the way "
+            "(first run of this script → now): a finish re-read and re-built the whole DAG "
+            "(O(jobs): 6.8x slower on 5,000 jobs than on 50; now a per-build change counter "
+            "and an in-memory view, 0.98x); a claim read the whole build; full "
             "garbage-collector passes over a big submit's objects stalled every request for "
             "120-180 ms (the API now freezes its start-up objects and collects less often); a "
             "10,000-job document was serialized in one call that held the GIL; each job "
             "downloaded its build's snapshot again (workers now cache verified blobs by "
-            "digest)."
+            "digest); every request paid a thread hop per FastAPI dependency (now async); a "
+            "job's last output cost a request of its own (protocol 3 carries it in the "
+            "finish report); a claim read back what it had just written, and the "
+            "`next_dispatched` timeline mark was a write transaction of its own per job "
+            "(now batched); Celery logged two INFO lines per task although "
+            "`FARM_LOG_LEVEL=WARNING` was set (nothing read the variable)."
         )
     )
     if not args.no_write:
