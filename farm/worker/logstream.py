@@ -97,8 +97,9 @@ class LogStream:
         """True once the coordinator said this attempt must stop."""
         return not self._go_on
 
-    def _spool_buffer(self) -> None:
-        """Move the buffered output into the spool (durably), in request-sized chunks."""
+    def _spool_buffer(self, durable: bool = True) -> None:
+        """Move the buffered output into the spool (durably unless told), in request-sized
+        chunks."""
         with self._lock:
             text = "".join(self._buf)
             self._buf.clear()
@@ -112,7 +113,7 @@ class LogStream:
                 text = text.encode()[:room].decode(errors="ignore")
         # A burst larger than one request may carry goes out in several, in order.
         chunks = [text[i : i + MAX_LOG_CHUNK] for i in range(0, len(text), MAX_LOG_CHUNK)]
-        self._spool.add_logs(chunks)
+        self._spool.add_logs(chunks, durable=durable)
 
     def _flush(self, force: bool = False) -> None:
         """Spool the buffer, then send what is pending (or a heartbeat when it is due)."""
@@ -174,4 +175,6 @@ class LogStream:
             self._buf.append(self._masker.feed(tail))
             self._buf.append(self._masker.flush())
         with self._send_lock:
-            self._spool_buffer()
+            # Not fsynced here: the finish report appended next is, and it covers these
+            # lines (nothing is sent before).
+            self._spool_buffer(durable=False)

@@ -113,6 +113,7 @@ class Spool:
         self._log_bytes = sum(
             len(r.text.encode()) for r in self._records if isinstance(r, LogRecord)
         )
+        self._unsynced_dir: Path | None = None  # whose entry of the file is not durable yet
 
     # --- opening ---------------------------------------------------------------------
 
@@ -141,10 +142,13 @@ class Spool:
             if _same_file(fd, path):
                 records, acked, token = _read(path)
                 spool = cls(job_id, attempt, path, fd, records, acked, token or job_token)
+                # Made durable by the first durable record, with the directory entry: a
+                # spool is only read back for what it was to send, and nothing is sent
+                # before it is durable (one fsync fewer per job).
+                spool._unsynced_dir = directory
                 if job_token and token != job_token:
-                    spool._write([{"token": job_token}], durable=True)
+                    spool._write([{"token": job_token}], durable=False)
                     spool.job_token = job_token
-                _fsync_dir(directory)
                 return spool
             os.close(fd)
         raise FarmError(f"could not create the spool file {path}")
@@ -172,8 +176,12 @@ class Spool:
 
     # --- writing ---------------------------------------------------------------------
 
-    def add_logs(self, chunks: list[str]) -> None:
-        """Append output chunks (in order) and make them durable with one fsync."""
+    def add_logs(self, chunks: list[str], durable: bool = True) -> None:
+        """Append output chunks (in order) and make them durable with one fsync.
+
+        ``durable=False``: the caller makes them durable with the next durable record
+        before anything is sent (the log's tail, spooled just before the finish report).
+        """
         lines = []
         for text in chunks:
             if not text:
@@ -182,7 +190,7 @@ class Spool:
             self._log_bytes += len(text.encode())
             self._records.append(record)
             lines.append({"log": record.text, "offset": record.offset})
-        self._write(lines, durable=True)
+        self._write(lines, durable=durable)
 
     def add_finish(self, report: FinishReport) -> None:
         """Append the finish report and make it durable."""
@@ -200,7 +208,10 @@ class Spool:
         data = "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines)
         os.write(self._fd, data.encode())
         if durable:
-            os.fdatasync(self._fd)
+            os.fdatasync(self._fd)  # every line written before this one too
+            if self._unsynced_dir is not None:
+                _fsync_dir(self._unsynced_dir)
+                self._unsynced_dir = None
 
     # --- reading ---------------------------------------------------------------------
 

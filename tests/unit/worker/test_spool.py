@@ -281,3 +281,18 @@ def test_the_log_stream_spools_no_more_than_the_log_cap(tmp_path: Path) -> None:
     logs.write(b"more")
     logs.close()
     assert logs.spool.log_bytes == 11  # one byte over: the coordinator adds its marker
+
+
+def test_the_last_output_spooled_unsynced_is_on_disk_with_the_report(tmp_path: Path) -> None:
+    """The log stream spools its tail without an fsync of its own: the finish report's
+    fsync covers it, and a spool read back from disk holds both, in order."""
+    spool = Spool.create(tmp_path, 12, 1, job_token="t0k")
+    spool.add_logs(["tail\n"], durable=False)
+    spool.add_finish(FinishReport(attempt=1, exit_code=0))
+    spool.close()
+    again = Spool.adopt(tmp_path / spool_name(12, 1))
+    assert again is not None and again.job_token == "t0k"
+    pending = again.pending()
+    assert isinstance(pending[0], LogRecord) and pending[0].text == "tail\n"
+    assert isinstance(pending[1], FinishRecord)
+    again.close()
