@@ -19,7 +19,8 @@ node per earlier stage instead of for every earlier job. A cancel is one stateme
 the build's waiting and running jobs. At most ``_INLINE`` messages are sent by the
 advance itself; an outbox pass on the watchdog's thread, kicked at once, sends the rest.
 
-The dispatch outbox: see :mod:`farm.coordinator.outbox`.
+The dispatch outbox: see :mod:`farm.coordinator.outbox`; workers' claims, logs and
+finishes: :mod:`farm.coordinator.reports`.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -41,15 +42,15 @@ from farm.coordinator.groups import ResourceGroups
 from farm.coordinator.outbox import OutboxMixin
 from farm.coordinator.ports import Blobs, Store, StoredBlob
 from farm.coordinator.ports import Dispatcher as Dispatcher  # re-exported: callers import it here
+from farm.coordinator.reports import JobResult as JobResult  # re-exported: tests import it
+from farm.coordinator.reports import ReportsMixin, reset_attempt
 from farm.coordinator.result_cache import ResultCache
 from farm.coordinator.stuck import mark_stuck
-from farm.coordinator.timeline import MarkBuffer, at_report
+from farm.coordinator.timeline import MarkBuffer
 from farm.coordinator.withdraw import withdraw_queued
 from farm.domain import retry as retry_rule
 from farm.domain import state
 from farm.domain.clock import utcnow
-from farm.domain.logs import Tail
-from farm.domain.messages import ArtifactReport
 from farm.domain.progress import BuildView, Shape
 from farm.domain.records import BuildRecord, JobRecord, NewBuild
 from farm.domain.retry import RetryNode
@@ -62,7 +63,7 @@ from farm.domain.statuses import (
     FailureReason,
     JobStatus,
 )
-from farm.errors import Conflict, NotFound, UploadError
+from farm.errors import Conflict, NotFound
 from farm.settings import Settings
 
 log = logging.getLogger("farm.coordinator")
@@ -71,24 +72,6 @@ _WAITING = (JobStatus.CREATED, JobStatus.PENDING, JobStatus.MANUAL)
 _NOT_FINAL = tuple(s for s in BuildStatus if s not in FINAL_BUILD)
 _INLINE = 200  # messages one advance sends itself; an outbox pass sends the rest at once
 _SHAPES_MAX_JOBS = 50_000  # jobs of the build shapes kept in memory, least recent dropped
-
-
-@dataclass(frozen=True)
-class JobResult:
-    """What a worker reports when an attempt ends."""
-
-    exit_code: int | None
-    reason: str | None = None  # None, "timeout", "canceled", "oom", "image_not_found", ...
-    message: str = ""
-    artifacts: tuple[ArtifactReport, ...] = ()
-    coverage: float | None = None
-    tests: dict[str, Any] | None = None  # a messages.TestReport, from reports: junit
-    timeline: Mapping[str, float] | None = None  # the worker's marks (domain/timeline.py)
-
-    @property
-    def succeeded(self) -> bool:
-        """A clean exit 0."""
-        return self.exit_code == 0 and self.reason is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +86,7 @@ class _State:
 
 
 @dataclass
-class Coordinator(OutboxMixin):
+class Coordinator(OutboxMixin, ReportsMixin):
     """Drives builds from job completions (dynamic dispatch, never a static canvas)."""
 
     store: Store
@@ -438,179 +421,6 @@ class Coordinator(OutboxMixin):
                 size=deliverable.size,
             )
 
-    # --- sending messages (the outbox) ---------------------------------------------------
-
-    def claim(
-        self,
-        job_id: int,
-        attempt: int,
-        worker: str,
-        holder: tuple[int | None, str | None] = (None, None),
-    ) -> JobRecord | None:
-        """Take ``attempt`` of a job for ``worker``; None if it is stale or already taken.
-
-        ``holder``: the claiming worker token's id and the hash of the job token handed
-        out with this claim; only a report carrying both is taken for the attempt.
-        """
-        now = utcnow()
-        job = self.store.claim_job(
-            job_id,
-            attempt,
-            status=JobStatus.RUNNING,
-            worker=worker,
-            claimed_by_token=holder[0],
-            job_token_hash=holder[1],
-            started_at=now,
-            heartbeat_at=now,
-            finished_at=None,
-            exit_code=None,
-            reason=None,
-        )
-        if job is None:
-            return None
-        # The first claim makes the build "running"; a CAS, not a reload of the whole build.
-        # A build never goes back to pending: once this process saw it leave, later
-        # claims skip the write.
-        if job.build_id not in self._started:
-            if self.store.cas_build(
-                job.build_id, [BuildStatus.PENDING], status=BuildStatus.RUNNING, started_at=now
-            ):
-                self.build_changed(job.build_id)
-            with self._lock:
-                if len(self._started) > 100_000:
-                    self._started.clear()
-                self._started.add(job.build_id)
-        return job
-
-    def beat_and_log(
-        self, job_id: int, attempt: int, text: str, offset: int | None = None
-    ) -> tuple[bool, bool]:
-        """A worker's log request, which is also its attempt's heartbeat, in one store
-        transaction: (alive: the attempt still runs, so the worker goes on; accepted: the
-        text was stored, False once the log is full or for a stale attempt)."""
-        cap = self.settings.log_max_bytes
-        return self.store.beat_and_log(job_id, attempt, utcnow(), text, cap, offset)
-
-    def finish(
-        self,
-        job_id: int,
-        attempt: int,
-        result: JobResult,
-        text: str = "",
-        offset: int | None = None,
-        job: JobRecord | None = None,
-    ) -> JobRecord:
-        """An attempt ended: record it, retry per ``retry:``, advance the build.
-
-        ``text``: the attempt's last output, sent with the report (stored first, as a log
-        request's ``text`` at ``offset`` would be); ``job``: the job as the caller just
-        read it (its artifacts aside), to spare a read.
-        """
-        job = job or self.store.get_job(job_id)
-        tail = Tail(text, offset, self.settings.log_max_bytes) if text else None
-        if job.attempt != attempt or job.status != JobStatus.RUNNING:
-            self._store_tail(job_id, attempt, tail)  # a resent report's: stored once
-            if job.attempt == attempt and job.status in FINAL_JOB:
-                # The same report again (its answer was lost, or settling the build failed
-                # after the job was recorded): complete what the first one could not.
-                self._advance(job.build_id)
-            return job  # a stale or duplicate report changes nothing else
-        for art in result.artifacts:
-            if not self.blobs.has(art.digest):
-                self._store_tail(job_id, attempt, tail)
-                raise UploadError(f"artifact {art.name} ({art.digest}) was not uploaded")
-        spec = job.spec
-        if not result.succeeded and state.should_retry(
-            attempt=attempt,
-            max_retries=spec.retry.max,
-            when=spec.retry.when,
-            exit_codes=spec.retry.exit_codes,
-            reason=result.reason,
-            exit_code=result.exit_code,
-        ):
-            self._store_tail(job_id, attempt, tail)
-            if self.store.cas_job(
-                job_id,
-                [JobStatus.RUNNING],
-                expect_attempt=attempt,
-                status=JobStatus.PENDING,
-                **_reset(attempt + 1),
-            ):
-                self._publish([(self.store.get_job(job_id), None)])
-            return self.store.get_job(job_id)
-        status = JobStatus.SUCCESS if result.succeeded else JobStatus.FAILED
-        reason = result.reason or (None if result.succeeded else FailureReason.SCRIPT_FAILURE)
-        marks = at_report(job, result.timeline, time.time())
-        now = utcnow()
-        # The job's status and its artifacts in one transaction: a concurrent advance
-        # that sees the job succeed may dispatch its dependents at once, and their
-        # claims must find its artifacts.
-        artifacts = [
-            {
-                "name": art.name,
-                "kind": art.kind,
-                "digest": art.digest,
-                "size": art.size,
-                "files": list(art.files) or None,
-                "expires_at": now + timedelta(seconds=art.expire_in) if art.expire_in else None,
-            }
-            for art in result.artifacts
-        ]
-        if not self.store.finish_attempt(
-            job_id,
-            attempt,
-            artifacts,
-            tail,
-            status=status,
-            exit_code=result.exit_code,
-            reason=reason,
-            finished_at=now,
-            coverage=result.coverage,
-            test_report=result.tests,
-            timeline=dict(marks),  # completed below, written later: not shared
-        ):
-            self._store_tail(job_id, attempt, tail)  # raced: the job moved meanwhile
-            return self.store.get_job(job_id)
-        self._release(job)
-        build = self.store.get_build(job.build_id, with_jobs=False)  # read once, for both
-        if result.succeeded:
-            self._remember(build, job)
-        settled = self._advance(job.build_id, build)
-        marks["next_dispatched"] = time.time()
-        # Kept and written with others' (the watchdog writes what waits, each second);
-        # at once when this finish ended the build, so its document is whole.
-        if self._marks.add(job_id, attempt, marks) or settled in FINAL_BUILD:
-            self.flush_marks()
-        # The record as this finish left it (its artifacts aside): no read back.
-        return dataclasses.replace(
-            job, status=status, exit_code=result.exit_code, reason=reason, finished_at=now
-        )
-
-    def flush_marks(self) -> None:
-        """Write the timelines the finishes of this process completed meanwhile."""
-        items = self._marks.take()
-        if items:
-            self.store.set_timelines(items)
-
-    def _store_tail(self, job_id: int, attempt: int, tail: Tail | None) -> None:
-        """Store a report's log tail on its own, where the finish does not store it."""
-        if tail is not None:
-            self.store.beat_and_log(job_id, attempt, utcnow(), tail.data, tail.cap, tail.offset)
-
-    def _remember(self, build: BuildRecord, job: JobRecord) -> None:
-        """Remember a job that ran and succeeded in the result cache (result_cache.py)."""
-        if self.results is None:
-            return
-        try:
-            self.results.remember(build, job, self._shape(job.build_id))
-        except Exception:
-            log.exception("job %s: could not remember its result", job.id)
-
-    def _release(self, job: JobRecord) -> None:
-        """A job reached a final status: free its resource group, wake who waits on it."""
-        if job.spec.resource_group:
-            self.groups.release(job.spec.resource_group, job.id, self._advance)
-
     # --- people ----------------------------------------------------------------------
 
     def cancel(self, build_id: int) -> BuildRecord:
@@ -691,7 +501,9 @@ class Coordinator(OutboxMixin):
             job = named[name]
             # A job that ran keeps that attempt's log: it runs again as the next attempt.
             ran = name in plan.retried or job.started_at is not None
-            fields = _reset(job.attempt + 1) if ran else {"reason": None, "finished_at": None}
+            fields = (
+                reset_attempt(job.attempt + 1) if ran else {"reason": None, "finished_at": None}
+            )
             reset += self.store.cas_job(
                 job.id,
                 [job.status],
@@ -732,7 +544,7 @@ class Coordinator(OutboxMixin):
             if beat is None or max(beat, self.up_since) >= cutoff:
                 continue
             if job.lost_count < self.settings.max_lost_retries:
-                fields = _reset(job.attempt + 1)
+                fields = reset_attempt(job.attempt + 1)
                 fields["lost_count"] = job.lost_count + 1
                 if self.store.cas_job(
                     job.id,
@@ -780,24 +592,6 @@ class Coordinator(OutboxMixin):
                 continue
             out.append(job.status == JobStatus.RUNNING and job.attempt == attempt)
         return out
-
-
-def _reset(attempt: int) -> dict[str, Any]:
-    return {
-        "attempt": attempt,
-        "worker": None,
-        "started_at": None,
-        "heartbeat_at": None,
-        "exit_code": None,
-        "reason": None,
-        "finished_at": None,
-        "log_bytes": 0,
-        "queued_at": None,  # the new attempt is in the outbox until its message is sent
-        "queued_epoch": None,
-        "due_at": None,  # a retry starts at once
-        "claimed_by_token": None,  # the next claim binds the new attempt to its worker
-        "job_token_hash": None,
-    }
 
 
 def digest_text(text: str) -> str:

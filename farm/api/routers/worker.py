@@ -21,7 +21,7 @@ from farm.api.deps import CoordinatorDep, SettingsDep, StoreDep
 from farm.api.errors import errors
 from farm.api.limits import JobIdPath
 from farm.coordinator.assignment import assignment
-from farm.coordinator.service import JobResult
+from farm.coordinator.reports import JobResult
 from farm.db.repository import Holder, Store
 from farm.domain.auth import Principal, Scope, hash_token, new_token, same_hash
 from farm.domain.messages import (
