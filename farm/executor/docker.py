@@ -59,6 +59,8 @@ PULL_TIMEOUT = 10.0  # seconds for the one pull attempt of a missing image
 PULL_RETRY_AFTER = 60.0  # seconds a failed pull is remembered, so N jobs don't wait N times
 SERVICE_WAIT = 30.0  # seconds to wait for a service's exposed ports to listen
 DRAIN_TIMEOUT = 5.0  # seconds to finish reading output after the container stopped
+_OOM_RECHECKS = 5  # inspections after a 137 exit while OOMKilled is not set yet
+_OOM_RECHECK_WAIT = 0.1  # seconds between them
 FENCE_TIMEOUT = 60.0  # seconds to see another attempt's containers removed before giving up
 IMAGE_CHECK_TTL = 30.0  # seconds an image found present is not inspected again
 
@@ -344,6 +346,13 @@ class _Attempt:
                 )
             state = api.inspect_container(cid)["State"]
             code = int(status.get("StatusCode", state.get("ExitCode", -1)))
+            # An OOM kill is a SIGKILL (137), and dockerd may record the exit before the
+            # OOM event that sets OOMKilled (moby#18510, moby#15621): ask again, briefly.
+            for _ in range(_OOM_RECHECKS if code == 137 else 0):
+                if state.get("OOMKilled"):
+                    break
+                time.sleep(_OOM_RECHECK_WAIT)
+                state = api.inspect_container(cid)["State"]
             if state.get("OOMKilled"):
                 limit = self.job.limits.memory_bytes // (1024 * 1024)
                 msg = f"killed: out of memory (limit {limit} MiB)"
