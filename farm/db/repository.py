@@ -17,21 +17,16 @@ keyed by that text: nothing can go stale).
 
 from __future__ import annotations
 
-import json
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
 from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
-    Select,
     Table,
-    Text,
     and_,
-    bindparam,
     false,
     func,
     insert,
@@ -39,35 +34,38 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session, sessionmaker
 
 from farm.db import job_revs
 from farm.db.caches import CacheIndexMixin
-from farm.db.logs import LogsMixin, append_tail
+from farm.db.job_writes import JobWritesMixin
+from farm.db.logs import LogsMixin
 from farm.db.project_secrets import ProjectSecretsMixin
 from farm.db.resource_groups import ResourceGroupsMixin
+from farm.db.rows import (
+    ARTIFACTS,
+    IN_CHUNK,
+    JOBS,
+    Holder,
+    artifact_record,
+    build_record,
+    environment_of,
+    job_record,
+    select_jobs,
+)
 from farm.db.secrets import SecretBox
 from farm.db.session import aware, transaction
 from farm.db.tables import ArtifactRow, BuildRow, JobRow
 from farm.db.workers import WorkersMixin
 from farm.domain.clock import utcnow
-from farm.domain.logs import Tail
 from farm.domain.records import (
     ArtifactRecord,
-    BuildOrigin,
     BuildRecord,
     JobRecord,
     NewBuild,
-    PipelineSource,
 )
-from farm.domain.specs import JobSpec
 from farm.domain.statuses import ACTIVE_BUILD, BuildStatus, JobStatus
 from farm.errors import NotFound
-
-_IN_CHUNK = 500  # ids per ``IN (…)``: far below every database's parameter limit
-_JOBS = cast(Table, JobRow.__table__)
-_ARTIFACTS = cast(Table, ArtifactRow.__table__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,125 +106,14 @@ class JobLine:
     cached: bool = False  # its result was reused from an identical earlier job
 
 
-# Who holds a job's current attempt: (attempt, claiming token id, job token hash).
-Holder = tuple[int, int | None, str | None]
-
-
-def _job_columns() -> list[Any]:
-    """Every job column, the spec as its JSON text (parsed by :func:`_spec`, once)."""
-    return [*(c for c in _JOBS.c if c.name != "spec"), sql_cast(_JOBS.c.spec, Text).label("spec")]
-
-
-def _select_jobs() -> Select[Any]:
-    """Every job column, the spec as its JSON text (parsed by :func:`_spec`, once)."""
-    return select(*_job_columns())
-
-
-@lru_cache(maxsize=50_000)
-def _spec_of_text(text: str) -> JobSpec:
-    # Shared by every record of the same stored spec: JobSpec is frozen, and nothing
-    # changes its dicts in place (callers copy them: assignment, spawn).
-    return JobSpec.from_dict(json.loads(text))
-
-
-def _spec(value: str | dict[str, Any]) -> JobSpec:
-    # Text from _select_jobs; a driver may still hand back the parsed JSON.
-    return _spec_of_text(value) if isinstance(value, str) else JobSpec.from_dict(value)
-
-
-def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
-    for i in range(0, len(ids), _IN_CHUNK):
-        yield ids[i : i + _IN_CHUNK]
-
-
-def _artifact(row: Any) -> ArtifactRecord:
-    return ArtifactRecord(
-        id=row.id,
-        build_id=row.build_id,
-        job_id=row.job_id,
-        name=row.name,
-        kind=row.kind,
-        digest=row.digest,
-        size=row.size,
-        created_at=aware(row.created_at),
-        expires_at=aware(row.expires_at),
-        files=tuple(row.files or ()),
-    )
-
-
-def _environment(spec: JobSpec) -> dict[str, Any] | None:
-    """The ``jobs.environment`` column of a spec: its ``environment:``, as JSON."""
-    env = spec.environment
-    return None if env is None else {"name": env.name, "url": env.url, "action": env.action}
-
-
-def _job(row: Any, artifacts: Iterable[Any] = ()) -> JobRecord:
-    """A record of a row of :func:`_select_jobs` (by mapping: 10x faster than attributes)."""
-    r = row._mapping
-    return JobRecord(
-        id=r["id"],
-        build_id=r["build_id"],
-        name=r["name"],
-        stage=r["stage"],
-        position=r["position"],
-        spec=_spec(r["spec"]),
-        status=JobStatus(r["status"]),
-        attempt=r["attempt"],
-        queue=r["queue"],
-        exit_code=r["exit_code"],
-        reason=r["reason"],
-        worker=r["worker"],
-        started_at=aware(r["started_at"]),
-        finished_at=aware(r["finished_at"]),
-        heartbeat_at=aware(r["heartbeat_at"]),
-        lost_count=r["lost_count"],
-        log_bytes=r["log_bytes"],
-        coverage=r["coverage"],
-        artifacts=tuple(_artifact(a) for a in artifacts),
-        stuck_reason=r["stuck_reason"],
-        test_report=r["test_report"],
-        queued_at=aware(r["queued_at"]),
-        timeline=r["timeline"],
-        cached_from=r["cached_from"],
-    )
-
-
-def _build(box: SecretBox, row: BuildRow, jobs: tuple[JobRecord, ...] = ()) -> BuildRecord:
-    return BuildRecord(
-        id=row.id,
-        project=row.project,
-        repo=row.repo,
-        ref=row.ref,
-        commit=row.commit,
-        status=BuildStatus(row.status),
-        created_at=aware(row.created_at),
-        pipeline_file=row.pipeline_file,
-        pipeline_digest=row.pipeline_digest,
-        snapshot_digest=row.snapshot_digest,
-        stages=tuple(row.stages),
-        variables=dict(row.variables or {}),
-        started_at=aware(row.started_at),
-        finished_at=aware(row.finished_at),
-        cancel_requested=row.cancel_requested,
-        deliverable_digest=row.deliverable_digest,
-        error=row.error,
-        secrets=box.open(row.secrets, row.id),  # decrypted here, in memory only
-        jobs=jobs,
-        parent_build_id=row.parent_build_id,
-        source=row.source or PipelineSource.API,
-        origin=_origin(row),
-        ref_kind=row.ref_kind or "branch",
-        default_branch=row.default_branch or "main",
-    )
-
-
-def _origin(row: BuildRow) -> BuildOrigin | None:
-    if not (row.origin_host and row.origin_api_url and row.origin_project):
-        return None
-    return BuildOrigin(row.origin_host, row.origin_api_url, row.origin_project)
-
-
-class Store(CacheIndexMixin, ProjectSecretsMixin, WorkersMixin, ResourceGroupsMixin, LogsMixin):
+class Store(
+    JobWritesMixin,
+    CacheIndexMixin,
+    ProjectSecretsMixin,
+    WorkersMixin,
+    ResourceGroupsMixin,
+    LogsMixin,
+):
     """SQLAlchemy-backed persistence; methods are short transactions."""
 
     def __init__(self, sessions: sessionmaker[Session], secrets: SecretBox | None = None) -> None:
@@ -291,12 +178,12 @@ class Store(CacheIndexMixin, ProjectSecretsMixin, WorkersMixin, ResourceGroupsMi
                     "lost_count": 0,
                     "log_bytes": 0,
                     "resource_group": spec.resource_group,
-                    "environment": _environment(spec),
+                    "environment": environment_of(spec),
                 }
                 for pos, (spec, queue) in enumerate(new.jobs)
             ]
             if jobs:  # one executemany, not an ORM object per job
-                s.execute(insert(_JOBS), jobs)
+                s.execute(insert(JOBS), jobs)
             return int(row.id)
 
     def get_build(self, build_id: int, with_jobs: bool = True) -> BuildRecord:
@@ -307,13 +194,14 @@ class Store(CacheIndexMixin, ProjectSecretsMixin, WorkersMixin, ResourceGroupsMi
             if row is None:
                 raise NotFound(f"build {build_id} does not exist")
             if not with_jobs:
-                return _build(self._box, row)
+                return build_record(self._box, row)
             # Plain rows, not ORM objects: a 10,000-job build is read in two queries.
             job_rows = s.execute(
-                _select_jobs().where(_JOBS.c.build_id == build_id).order_by(_JOBS.c.position)
+                select_jobs().where(JOBS.c.build_id == build_id).order_by(JOBS.c.position)
             ).all()
             arts = self._job_artifacts(s, build_id)
-            return _build(self._box, row, tuple(_job(j, arts.get(j.id, ())) for j in job_rows))
+            jobs = tuple(job_record(j, arts.get(j.id, ())) for j in job_rows)
+            return build_record(self._box, row, jobs)
 
     def jobs_of_build(
         self,
@@ -325,8 +213,8 @@ class Store(CacheIndexMixin, ProjectSecretsMixin, WorkersMixin, ResourceGroupsMi
         """Some jobs of a build with their artifacts, by position: those called one of
         ``names`` or in one of ``stages`` (either filter may be None: no filter on it;
         both None: every job). A claim reads only the jobs its assignment needs."""
-        c = _JOBS.c
-        q = _select_jobs().where(c.build_id == build_id)
+        c = JOBS.c
+        q = select_jobs().where(c.build_id == build_id)
         if names is not None:
             q = q.where(c.name.in_(list(names)))
         if stages is not None:
@@ -340,15 +228,15 @@ class Store(CacheIndexMixin, ProjectSecretsMixin, WorkersMixin, ResourceGroupsMi
                 arts = self._job_artifacts(s, build_id)
             else:
                 arts = {}
-                aq = select(_ARTIFACTS).where(_ARTIFACTS.c.job_id.in_(ids))
-                for a in s.execute(aq.order_by(_ARTIFACTS.c.id)):
+                aq = select(ARTIFACTS).where(ARTIFACTS.c.job_id.in_(ids))
+                for a in s.execute(aq.order_by(ARTIFACTS.c.id)):
                     arts.setdefault(a.job_id, []).append(a)
-            return [_job(r, arts.get(r.id, ())) for r in rows]
+            return [job_record(r, arts.get(r.id, ())) for r in rows]
 
     @staticmethod
     def _job_artifacts(s: Session, build_id: int) -> dict[int, list[Any]]:
         arts: dict[int, list[Any]] = {}
-        q = select(_ARTIFACTS).where(_ARTIFACTS.c.build_id == build_id).order_by(_ARTIFACTS.c.id)
+        q = select(ARTIFACTS).where(ARTIFACTS.c.build_id == build_id).order_by(ARTIFACTS.c.id)
         for a in s.execute(q):
             if a.job_id is not None:
                 arts.setdefault(a.job_id, []).append(a)
@@ -365,7 +253,7 @@ class Store(CacheIndexMixin, ProjectSecretsMixin, WorkersMixin, ResourceGroupsMi
             row = s.get(BuildRow, build_id)
             if row is None:
                 raise NotFound(f"build {build_id} does not exist")
-            c = _JOBS.c
+            c = JOBS.c
             rows = s.execute(
                 select(
                     c.id,
@@ -411,7 +299,7 @@ class Store(CacheIndexMixin, ProjectSecretsMixin, WorkersMixin, ResourceGroupsMi
                     when=r.when or "on_success",
                     allow_failure=bool(r.allow_failure),
                     needs=None if r.needs is None else tuple(n["job"] for n in r.needs),
-                    artifacts=tuple(_artifact(a) for a in arts.get(r.id, ())),
+                    artifacts=tuple(artifact_record(a) for a in arts.get(r.id, ())),
                     stuck_reason=r.stuck_reason,
                     test_report=r.test_report,
                     environment=r.environment,
@@ -420,7 +308,7 @@ class Store(CacheIndexMixin, ProjectSecretsMixin, WorkersMixin, ResourceGroupsMi
                 )
                 for r in rows
             ]
-            return _build(self._box, row), lines
+            return build_record(self._box, row), lines
 
     def list_builds(
         self,
@@ -439,7 +327,7 @@ class Store(CacheIndexMixin, ProjectSecretsMixin, WorkersMixin, ResourceGroupsMi
                 q = q.where(BuildRow.project == project)
             if ref:
                 q = q.where(BuildRow.ref == ref)
-            return [_build(self._box, r) for r in s.scalars(q)]
+            return [build_record(self._box, r) for r in s.scalars(q)]
 
     def cas_build(self, build_id: int, from_statuses: Iterable[str], **fields: Any) -> bool:
         """Set ``fields`` on the build only if its status is one of ``from_statuses``."""
@@ -467,21 +355,21 @@ class Store(CacheIndexMixin, ProjectSecretsMixin, WorkersMixin, ResourceGroupsMi
     def get_job(self, job_id: int) -> JobRecord:
         """One job with its artifacts (NotFound if none)."""
         with self._sessions() as s:
-            row = s.execute(_select_jobs().where(_JOBS.c.id == job_id)).first()
+            row = s.execute(select_jobs().where(JOBS.c.id == job_id)).first()
             if row is None:
                 raise NotFound(f"job {job_id} does not exist")
             arts = s.scalars(select(ArtifactRow).where(ArtifactRow.job_id == job_id)).all()
-            return _job(row, arts)
+            return job_record(row, arts)
 
     def job_and_holder(self, job_id: int) -> tuple[JobRecord, Holder]:
         """A job without its artifacts, and who holds its current attempt (a worker's
         finish report reads both: one query). NotFound if there is no such job."""
         with self._sessions() as s:
-            row = s.execute(_select_jobs().where(_JOBS.c.id == job_id)).first()
+            row = s.execute(select_jobs().where(JOBS.c.id == job_id)).first()
             if row is None:
                 raise NotFound(f"job {job_id} does not exist")
             r = row._mapping
-            return _job(row), (r["attempt"], r["claimed_by_token"], r["job_token_hash"])
+            return job_record(row), (r["attempt"], r["claimed_by_token"], r["job_token_hash"])
 
     def attempt_holder(self, job_id: int) -> Holder | None:
         """Who holds a job's current attempt: (attempt, claiming token id, job token hash)."""
@@ -495,7 +383,7 @@ class Store(CacheIndexMixin, ProjectSecretsMixin, WorkersMixin, ResourceGroupsMi
 
     def job_ids(self, build_id: int) -> list[int]:
         """The ids of a build's jobs, in definition order."""
-        q = select(_JOBS.c.id).where(_JOBS.c.build_id == build_id).order_by(_JOBS.c.position)
+        q = select(JOBS.c.id).where(JOBS.c.build_id == build_id).order_by(JOBS.c.position)
         with self._sessions() as s:
             return list(s.scalars(q))
 
@@ -505,98 +393,11 @@ class Store(CacheIndexMixin, ProjectSecretsMixin, WorkersMixin, ResourceGroupsMi
         with self._sessions() as s:
             return job_revs.changes(s, build_id, after)
 
-    def cas_job(
-        self,
-        job_id: int,
-        from_statuses: Iterable[str],
-        expect_attempt: int | None = None,
-        **fields: Any,
-    ) -> bool:
-        """Compare-and-set on a job: applies ``fields`` only from the given state/attempt."""
-        with self._tx() as s:
-            # Core, not ORM: an ORM update evaluates its criteria against the session's
-            # objects first, a cost paid on every claim, heartbeat and finish.
-            c = _JOBS.c
-            q = update(_JOBS).where(c.id == job_id, c.status.in_(list(from_statuses)))
-            if expect_attempt is not None:
-                q = q.where(c.attempt == expect_attempt)
-            if job_revs.touches_state(fields):
-                stamped = job_revs.stamp(s, job_id)
-                if stamped is None:
-                    return False
-                fields = {**fields, "rev": stamped[1]}
-            res = s.execute(q.values(**fields))
-            return bool(res.rowcount)  # type: ignore[attr-defined]
-
-    def claim_job(self, job_id: int, attempt: int, **fields: Any) -> JobRecord | None:
-        """Compare-and-set a pending ``attempt`` to ``fields`` (its claim) and return the
-        job as it is then, its artifacts aside (a pending job has none): one transaction,
-        no read back. None if the attempt was not pending."""
-        c = _JOBS.c
-        with self._tx() as s:
-            stamped = job_revs.stamp(s, job_id)
-            if stamped is None:
-                return None
-            q = (
-                update(_JOBS)
-                .where(c.id == job_id, c.status == JobStatus.PENDING, c.attempt == attempt)
-                .values(**fields, rev=stamped[1])
-                .returning(*_job_columns())
-            )
-            row = s.execute(q).first()
-            return None if row is None else _job(row)
-
-    def cas_jobs(
-        self, job_ids: Iterable[int], from_statuses: Iterable[str], **fields: Any
-    ) -> list[int]:
-        """Bulk compare-and-set: ``fields`` on each of ``job_ids`` whose status is one of
-        ``from_statuses``; returns the ids that changed (``UPDATE … RETURNING``)."""
-        ids = list(job_ids)
-        statuses = list(from_statuses)
-        done: list[int] = []
-        if not ids:
-            return done
-        with self._tx() as s:
-            builds: list[int | None] = [None]
-            if job_revs.touches_state(fields):
-                builds = list(job_revs.builds_of(s, ids))
-            for build_id in builds:
-                values = dict(fields)
-                where: list[ColumnElement[bool]] = [_JOBS.c.status.in_(statuses)]
-                if build_id is not None:
-                    values["rev"] = job_revs.bump(s, build_id)
-                    where.append(_JOBS.c.build_id == build_id)
-                for part in _chunks(ids):
-                    q = (
-                        update(_JOBS)
-                        .where(_JOBS.c.id.in_(list(part)), *where)
-                        .values(**values)
-                        .returning(_JOBS.c.id)
-                    )
-                    done.extend(s.execute(q).scalars())
-        return done
-
-    def cas_jobs_of_build(
-        self, build_id: int, from_statuses: Iterable[str], **fields: Any
-    ) -> list[int]:
-        """One statement: ``fields`` on every job of the build whose status is one of
-        ``from_statuses`` (a cancel); returns the ids that changed."""
-        with self._tx() as s:
-            if job_revs.touches_state(fields):
-                fields = {**fields, "rev": job_revs.bump(s, build_id)}
-            q = (
-                update(_JOBS)
-                .where(_JOBS.c.build_id == build_id, _JOBS.c.status.in_(list(from_statuses)))
-                .values(**fields)
-                .returning(_JOBS.c.id)
-            )
-            return list(s.execute(q).scalars())
-
     def jobs_with_status(self, statuses: Iterable[str]) -> list[JobRecord]:
         """Every job in one of ``statuses`` (watchdog and recovery)."""
         with self._sessions() as s:
-            q = _select_jobs().where(_JOBS.c.status.in_(list(statuses))).order_by(_JOBS.c.id)
-            return [_job(r) for r in s.execute(q)]
+            q = select_jobs().where(JOBS.c.status.in_(list(statuses))).order_by(JOBS.c.id)
+            return [job_record(r) for r in s.execute(q)]
 
     def last_durations(self, project: str, names: Iterable[str]) -> dict[str, float]:
         """Seconds from claim to finish of the latest successful, executed (not reused)
@@ -604,16 +405,16 @@ class Store(CacheIndexMixin, ProjectSecretsMixin, WorkersMixin, ResourceGroupsMi
         wanted = sorted(set(names))
         if not wanted:
             return {}
-        c, b = _JOBS.c, cast(Table, BuildRow.__table__).c
+        c, b = JOBS.c, cast(Table, BuildRow.__table__).c
         out: dict[str, float] = {}
         with self._sessions() as s:
-            for i in range(0, len(wanted), _IN_CHUNK):
+            for i in range(0, len(wanted), IN_CHUNK):
                 latest = (
                     select(func.max(c.id))
-                    .join_from(_JOBS, BuildRow.__table__, b.id == c.build_id)
+                    .join_from(JOBS, BuildRow.__table__, b.id == c.build_id)
                     .where(
                         b.project == project,
-                        c.name.in_(wanted[i : i + _IN_CHUNK]),
+                        c.name.in_(wanted[i : i + IN_CHUNK]),
                         c.status == JobStatus.SUCCESS,
                         c.cached_from.is_(None),
                         c.started_at.is_not(None),
@@ -639,7 +440,7 @@ class Store(CacheIndexMixin, ProjectSecretsMixin, WorkersMixin, ResourceGroupsMi
         """Pending jobs whose message may be missing, by id from ``after_id`` on: never
         queued; queued to another broker ``epoch`` than this one (when given); or queued
         (and due) before ``stale_before`` (when given)."""
-        c = _JOBS.c
+        c = JOBS.c
         maybe: list[ColumnElement[bool]] = [c.queued_at.is_(None)]
         if epoch is not None:
             maybe.append(c.queued_epoch.is_distinct_from(epoch))
@@ -651,50 +452,16 @@ class Store(CacheIndexMixin, ProjectSecretsMixin, WorkersMixin, ResourceGroupsMi
                 )
             )
         q = (
-            _select_jobs()
+            select_jobs()
             .where(c.status == JobStatus.PENDING, c.id > after_id, or_(false(), *maybe))
             .order_by(c.id)
             .limit(limit)
         )
         with self._sessions() as s:
             return [
-                Outboxed(_job(r), aware(r.queued_at), r.queued_epoch, aware(r.due_at))
+                Outboxed(job_record(r), aware(r.queued_at), r.queued_epoch, aware(r.due_at))
                 for r in s.execute(q)
             ]
-
-    def mark_queued(
-        self, attempts: Iterable[tuple[int, int]], at: datetime, epoch: str | None
-    ) -> None:
-        """Record that the broker took the message of each (job, attempt) still in that
-        attempt, whatever its status: a worker may have claimed it already (the timeline's
-        ``queued`` mark); the outbox only ever reads pending jobs."""
-        params = [{"jid": j, "att": a} for j, a in attempts]
-        if not params:
-            return
-        q = (
-            update(_JOBS)
-            .where(
-                _JOBS.c.id == bindparam("jid"),
-                _JOBS.c.attempt == bindparam("att"),
-            )
-            .values(queued_at=at, queued_epoch=epoch)
-        )
-        with self._tx() as s:
-            s.connection().execute(q, params)
-
-    def set_timelines(self, items: Iterable[tuple[int, int, dict[str, float]]]) -> None:
-        """Store each (job, attempt, timeline) while the job is still at that attempt, in
-        one transaction (``Coordinator.flush_marks``)."""
-        params = [{"jid": j, "att": a, "tl": tl} for j, a, tl in items]
-        if not params:
-            return
-        q = (
-            update(_JOBS)
-            .where(_JOBS.c.id == bindparam("jid"), _JOBS.c.attempt == bindparam("att"))
-            .values(timeline=bindparam("tl"))
-        )
-        with self._tx() as s:
-            s.connection().execute(q, params)
 
     # --- artifacts -------------------------------------------------------------------
 
@@ -725,42 +492,13 @@ class Store(CacheIndexMixin, ProjectSecretsMixin, WorkersMixin, ResourceGroupsMi
             )
             s.add(row)
             s.flush()
-            return _artifact(row)
-
-    def finish_attempt(
-        self,
-        job_id: int,
-        attempt: int,
-        artifacts: Sequence[Mapping[str, Any]],
-        tail: Tail | None = None,
-        **fields: Any,
-    ) -> bool:
-        """The end of a running attempt, its artifacts and its log's ``tail``, in one
-        transaction."""
-        c = _JOBS.c
-        with self._tx() as s:
-            stamped = job_revs.stamp(s, job_id)
-            if stamped is None:
-                return False
-            build_id, rev = stamped
-            q = update(_JOBS).where(
-                c.id == job_id, c.status == JobStatus.RUNNING, c.attempt == attempt
-            )
-            done = s.execute(q.values(**fields, rev=rev))
-            if not done.rowcount:  # type: ignore[attr-defined]
-                return False
-            if tail is not None:
-                append_tail(s, job_id, tail)
-            now = utcnow()
-            for art in artifacts:
-                s.add(ArtifactRow(build_id=build_id, job_id=job_id, created_at=now, **art))
-            return True
+            return artifact_record(row)
 
     def find_artifacts(self, digest: str) -> list[ArtifactRecord]:
         """Artifacts stored under ``digest``."""
         with self._sessions() as s:
             rows = s.scalars(select(ArtifactRow).where(ArtifactRow.digest == digest))
-            return [_artifact(r) for r in rows]
+            return [artifact_record(r) for r in rows]
 
     def count_builds(self) -> int:
         """How many builds exist (metrics)."""

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select, update
 
 from farm.db import job_revs
-from farm.db.repository import _artifact, _job, _select_jobs
+from farm.db.rows import artifact_record, job_record, select_jobs
 from farm.db.session import transaction
 from farm.db.tables import ArtifactRow, JobRow, LogChunkRow, ResultCacheRow
 from farm.domain.clock import utcnow
@@ -42,7 +42,7 @@ class ResultCacheDb:
             rows = s.scalars(select(ArtifactRow).where(ArtifactRow.build_id == build_id)).all()
             for row in rows:
                 if row.job_id is not None:
-                    out.setdefault(row.job_id, []).append(_artifact(row))
+                    out.setdefault(row.job_id, []).append(artifact_record(row))
         return out
 
     def lookup(self, key: str) -> JobRecord | None:
@@ -52,12 +52,12 @@ class ResultCacheDb:
             if job_id is None:
                 return None
             row = s.execute(
-                _select_jobs().where(c.id == job_id, c.status == JobStatus.SUCCESS)
+                select_jobs().where(c.id == job_id, c.status == JobStatus.SUCCESS)
             ).first()
             if row is None:
                 return None
             arts = s.scalars(select(ArtifactRow).where(ArtifactRow.job_id == job_id)).all()
-            return _job(row, arts)
+            return job_record(row, arts)
 
     def remember(self, key: str, job_id: int) -> None:
         with transaction(self._sessions) as s:

@@ -22,7 +22,8 @@ from farm.api.errors import errors
 from farm.api.limits import JobIdPath
 from farm.coordinator.assignment import assignment
 from farm.coordinator.reports import JobResult
-from farm.db.repository import Holder, Store
+from farm.db.repository import Store
+from farm.db.rows import Holder
 from farm.domain.auth import Principal, Scope, hash_token, new_token, same_hash
 from farm.domain.messages import (
     Assignment,
