@@ -182,15 +182,16 @@ async def _principal(request: Request) -> Principal:
     if cached is not None:
         return cached
     auth: Authenticator = request.app.state.auth
-    token = bearer(request.headers.get("authorization")) or request.cookies.get(COOKIE)
-    if auth.knows(token):
-        return _resolve(request, auth)
-    return await run_in_threadpool(_resolve, request, auth)
-
-
-def _resolve(request: Request, auth: Authenticator) -> Principal:
     header_token = bearer(request.headers.get("authorization"))
     token = header_token or request.cookies.get(COOKIE)
+    if auth.knows(token):
+        return _resolve(request, auth, header_token, token)
+    return await run_in_threadpool(_resolve, request, auth, header_token, token)
+
+
+def _resolve(
+    request: Request, auth: Authenticator, header_token: str | None, token: str | None
+) -> Principal:
     principal = auth.principal(token)
     # CSRF guard: a browser attaches the dashboard's cookie to requests other sites make
     # it send, so a change authenticated by the cookie alone must also carry the header

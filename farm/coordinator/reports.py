@@ -239,7 +239,7 @@ class ReportsMixin:
     def _store_tail(self, job_id: int, attempt: int, tail: Tail | None) -> None:
         """Store a report's log tail on its own, where the finish does not store it."""
         if tail is not None:
-            self.store.beat_and_log(job_id, attempt, utcnow(), tail.data, tail.cap, tail.offset)
+            self.beat_and_log(job_id, attempt, tail.data, tail.offset)
 
     def _remember(self, build: BuildRecord, job: JobRecord) -> None:
         """Remember a job that ran and succeeded in the result cache (result_cache.py)."""

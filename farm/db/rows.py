@@ -33,12 +33,12 @@ Holder = tuple[int, int | None, str | None]
 
 
 def job_columns() -> list[Any]:
-    """Every job column, the spec as its JSON text (parsed by :func:`_spec`, once)."""
+    """Every job column, the spec as its JSON text (parsed by :func:`spec_of`, once)."""
     return [*(c for c in JOBS.c if c.name != "spec"), sql_cast(JOBS.c.spec, Text).label("spec")]
 
 
 def select_jobs() -> Select[Any]:
-    """Every job column, the spec as its JSON text (parsed by :func:`_spec`, once)."""
+    """A ``SELECT`` of :func:`job_columns` (rows for :func:`job_record`)."""
     return select(*job_columns())
 
 
@@ -51,7 +51,7 @@ def _spec_of_text(text: str) -> JobSpec:
 
 def spec_of(value: str | dict[str, Any]) -> JobSpec:
     """A job's spec from its stored form (parsed JSON text is cached)."""
-    # Text from _select_jobs; a driver may still hand back the parsed JSON.
+    # Text from select_jobs; a driver may still hand back the parsed JSON.
     return _spec_of_text(value) if isinstance(value, str) else JobSpec.from_dict(value)
 
 
@@ -78,14 +78,14 @@ def artifact_record(row: Any) -> ArtifactRecord:
 
 
 def environment_of(spec: JobSpec) -> dict[str, Any] | None:
-    """The job's ``environment:`` as stored on its row (name, url, action), or None."""
-    """The ``jobs.environment`` column of a spec: its ``environment:``, as JSON."""
+    """The ``jobs.environment`` column of a spec: its ``environment:`` (name, url,
+    action) as JSON, or None."""
     env = spec.environment
     return None if env is None else {"name": env.name, "url": env.url, "action": env.action}
 
 
 def job_record(row: Any, artifacts: Iterable[Any] = ()) -> JobRecord:
-    """A record of a row of :func:`_select_jobs` (by mapping: 10x faster than attributes)."""
+    """A record of a row of :func:`select_jobs` (by mapping: 10x faster than attributes)."""
     r = row._mapping
     return JobRecord(
         id=r["id"],

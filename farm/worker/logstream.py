@@ -115,17 +115,17 @@ class LogStream:
         chunks = [text[i : i + MAX_LOG_CHUNK] for i in range(0, len(text), MAX_LOG_CHUNK)]
         self._spool.add_logs(chunks, durable=durable)
 
-    def _flush(self, force: bool = False) -> None:
+    def _flush(self) -> None:
         """Spool the buffer, then send what is pending (or a heartbeat when it is due)."""
         with self._send_lock:  # one flusher at a time: the spool is a FIFO
             self._spool_buffer()
             now = time.monotonic()
-            if now < self._retry_at and not force:
+            if now < self._retry_at:
                 return
             if self._spool.pending():
                 progress = send_pending(self._spool, self._client)
                 reply, error = progress.reply, progress.error
-            elif force or now - self._last_sent >= self._heartbeat:
+            elif now - self._last_sent >= self._heartbeat:
                 reply, error = self._beat()
             else:
                 return

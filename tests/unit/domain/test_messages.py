@@ -10,6 +10,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from farm.domain.messages import (
+    MAX_FINISH_LOG,
     MAX_LOG_CHUNK,
     MAX_MESSAGE,
     PROTOCOL_VERSION,
@@ -331,3 +332,14 @@ def test_older_peer_is_told_to_upgrade_itself() -> None:
         check_protocol(2)  # a protocol-2 worker's finish may not carry the log's tail
     with pytest.raises(ProtocolMismatch, match=r"^API speaks protocol 4, this worker speaks 3: "):
         check_protocol(4, sender="API", receiver="worker")
+
+
+def test_a_finish_report_carries_a_bounded_log_tail_that_starts_at_a_real_offset() -> None:
+    """From the network: a tail over MAX_FINISH_LOG or with a negative offset is refused."""
+    ok = {"attempt": 1, "log": {"data": "x" * MAX_FINISH_LOG, "offset": 0}}
+    report = FinishReport.model_validate(ok)
+    assert report.log is not None and len(report.log.data) == MAX_FINISH_LOG
+    with pytest.raises(ValidationError):
+        FinishReport.model_validate({"attempt": 1, "log": {"data": "x" * (MAX_FINISH_LOG + 1)}})
+    with pytest.raises(ValidationError):
+        FinishReport.model_validate({"attempt": 1, "log": {"data": "x", "offset": -1}})

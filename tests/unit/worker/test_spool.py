@@ -255,7 +255,7 @@ def test_the_log_stream_spools_output_while_the_api_is_down(tmp_path: Path) -> N
     logs._flush()
     api.down = True
     logs.write(b"two\n")
-    logs._flush(force=True)
+    logs._flush()
     logs.write(b"three\n")
     logs.close()
     assert api.text == "one\n" and not logs.canceled()

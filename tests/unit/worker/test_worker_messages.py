@@ -57,12 +57,13 @@ def test_a_burst_bigger_than_one_request_goes_out_in_order_in_pieces() -> None:
 
 def test_a_full_log_stops_the_pieces_and_later_output() -> None:
     client = FakeClient(room=MAX_LOG_CHUNK)
-    logs = stream(client)
+    # A heartbeat on every flush: what goes out once the log is full is visible at once.
+    logs = LogStream(cast(CoordinatorClient, client), 1, 1, interval=3600, heartbeat=0)
     logs.write(b"x" * (3 * MAX_LOG_CHUNK))
     logs._flush()
     assert [len(c) for c in client.sent] == [MAX_LOG_CHUNK]
     logs.write(b"more")
-    logs._flush(force=True)
+    logs._flush()
     logs.close()
     assert client.sent[1:] == [""]  # heartbeats only, once the API said the log is full
     assert not logs.spool.pending()  # nothing left for the finish report to carry
