@@ -131,6 +131,7 @@ class FarmMetrics:
         probe: BrokerProbe | None,
         blob_counters: Callable[[], dict[str, int] | None],
     ) -> None:
+        self.store = store
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(FarmCollector(store, settings, probe, blob_counters))
         self.queue_wait = Histogram(
@@ -155,10 +156,10 @@ class FarmMetrics:
         )
 
     def on_build_finished(self, build: BuildRecord) -> None:
-        """``Coordinator.on_build_finished`` hook: observe the build's jobs."""
-        for job in build.jobs:
-            if job.started_at is None:
-                continue
+        """``Coordinator.on_build_finished`` hook: observe the build's started jobs.
+
+        Their times are read here (``build.jobs`` is empty unless the build succeeded)."""
+        for job in self.store.job_timings(build.id):
             if job.queued_at is not None and job.started_at >= job.queued_at:
                 wait = (job.started_at - job.queued_at).total_seconds()
                 self.queue_wait.labels(job.queue).observe(wait)

@@ -93,6 +93,7 @@ class Coordinator(OutboxMixin, ReportsMixin):
     blobs: Blobs
     dispatcher: Dispatcher
     settings: Settings
+    # Called with each build that finished; its jobs are in it only if it succeeded.
     on_build_finished: list[Callable[[BuildRecord], None]] = field(default_factory=list)
     # Called with the build (without jobs) after each status change it went through: made
     # pending, started running, finished (commit statuses). A failing hook is logged only.
@@ -377,7 +378,9 @@ class Coordinator(OutboxMixin, ReportsMixin):
         if not self.store.cas_build(build.id, _NOT_FINAL, **fields):
             return  # settled by someone else
         self._add_deliverable(build.id, deliverable)
-        finished = self.store.get_build(build.id)
+        # The hooks that need the jobs (provenance, auto-deploy) act on green builds only:
+        # a canceled 10,000-job build is not read and parsed whole while it settles.
+        finished = self.store.get_build(build.id, with_jobs=status == BuildStatus.SUCCESS)
         log.info("build %s finished: %s", build.id, status)
         self.build_changed(build.id)
         for hook in self.on_build_finished:

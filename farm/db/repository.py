@@ -62,6 +62,7 @@ from farm.domain.records import (
     ArtifactRecord,
     BuildRecord,
     JobRecord,
+    JobTiming,
     NewBuild,
 )
 from farm.domain.statuses import ACTIVE_BUILD, BuildStatus, JobStatus
@@ -504,6 +505,25 @@ class Store(
         """How many builds exist (metrics)."""
         with self._sessions() as s:
             return int(s.scalar(select(func.count(BuildRow.id))) or 0)
+
+    def job_timings(self, build_id: int) -> list[JobTiming]:
+        """The started jobs of a build, their times only: what the metrics observe when
+        it finishes, without reading (and parsing) every job of a 10,000-job build."""
+        c = JOBS.c
+        q = select(c.queue, c.status, c.queued_at, c.started_at, c.finished_at).where(
+            c.build_id == build_id, c.started_at.is_not(None)
+        )
+        with self._sessions() as s:
+            return [
+                JobTiming(
+                    r.queue,
+                    JobStatus(r.status),
+                    aware(r.queued_at),
+                    aware(r.started_at),
+                    aware(r.finished_at),
+                )
+                for r in s.execute(q)
+            ]
 
     def job_counts(self) -> dict[str, int]:
         """How many jobs are in each status (metrics)."""

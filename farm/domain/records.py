@@ -93,6 +93,17 @@ class PipelineSource(StrEnum):
 
 
 @dataclass(frozen=True)
+class JobTiming:
+    """When a started job was queued, started and finished (metrics' histograms)."""
+
+    queue: str
+    status: JobStatus
+    queued_at: datetime | None
+    started_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
 class BuildOrigin:
     """The git host a webhook build came from, where its commit status is reported."""
 

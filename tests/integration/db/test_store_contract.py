@@ -128,6 +128,18 @@ def test_timelines_are_written_in_one_batch_for_their_attempt_only(store: Store)
     assert store.get_job(two.id).timeline is None  # job two is at attempt 1
 
 
+def test_job_timings_name_the_started_jobs_only(store: Store) -> None:
+    build = store.get_build(store.create_build(_new_build(), status="pending"))
+    one, _ = build.jobs
+    start = utcnow()
+    assert store.cas_job(
+        one.id, ["created"], status="failed", queued_at=start, started_at=start, finished_at=start
+    )
+    (timing,) = store.job_timings(build.id)
+    assert (timing.queue, timing.status) == ("farm", "failed")
+    assert timing.started_at == start and timing.started_at.tzinfo is not None
+
+
 def test_log_is_capped_with_marker_and_read_by_cursor(store: Store) -> None:
     build = store.get_build(store.create_build(_new_build(), status="pending"))
     job = build.jobs[0]

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from farm.coordinator.stuck import mark_stuck
 from farm.domain.workers import stuck_reason
-from tests.unit.api.conftest import Submit
+from tests.unit.api.conftest import Submit, WorkerWire, job_id
 
 
 @pytest.fixture
@@ -73,3 +73,15 @@ def test_metrics_keep_old_names_and_add_new(client: TestClient, submit: Submit) 
     assert "farm_builds_running" in text and "farm_registry_artifact_bytes" in text
     assert "# TYPE farm_job_duration_seconds histogram" in text
     assert "# TYPE farm_job_queue_wait_seconds histogram" in text
+
+
+def test_a_failed_build_observes_its_started_jobs(
+    client: TestClient, submit: Submit, worker: WorkerWire
+) -> None:
+    build = submit()
+    assert worker.run(job_id(build, "compile"), exit_code=2)["status"] == "failed"
+    assert client.get(f"/api/v1/builds/{build['id']}").json()["status"] == "failed"
+    text = client.get("/metrics").text
+    assert 'farm_job_duration_seconds_count{status="failed"} 1.0' in text
+    assert 'farm_job_queue_wait_seconds_count{queue="farm"} 1.0' in text
+    assert 'farm_job_duration_seconds_count{status="skipped"}' not in text  # never started
