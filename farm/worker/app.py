@@ -14,6 +14,7 @@ from farm.domain.records import BuildRecord, JobRecord
 from farm.domain.state import DEFAULT_QUEUE
 from farm.errors import FarmError
 from farm.settings import Settings
+from farm.worker.transport import TRANSPORT
 
 RUN_JOB = "farm.run_job"
 
@@ -35,6 +36,8 @@ def make_celery(settings: Settings) -> Celery:
     # longest job so a long job is never handed out twice (celery#5935). Lost workers
     # are caught by the coordinator's heartbeat watchdog long before this.
     visibility = settings.job_timeout + 900
+    if settings.broker_url.startswith(("redis://", "rediss://")):
+        app.conf.broker_transport = TRANSPORT  # farm/worker/transport.py says why
     app.conf.update(
         task_default_queue=DEFAULT_QUEUE,
         task_ignore_result=True,  # results travel over the farm API, not the backend
