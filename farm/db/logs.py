@@ -8,30 +8,58 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from farm.db.tables import JobRow, LogChunkRow
+from farm.db.rows import JOBS
+from farm.db.tables import LogChunkRow
 from farm.domain.logs import Tail, fit_chunk
 from farm.domain.statuses import JobStatus
+
+# Plain statements, not ORM rows: loading a job row parses its spec (JSON), and these
+# run once or twice per job (a finish's tail, every log request).
+_LOCKED = (
+    select(JOBS.c.status, JOBS.c.attempt, JOBS.c.log_bytes)
+    .where(JOBS.c.id == bindparam("job_id"))
+    .with_for_update()
+)
 
 
 def append_tail(s: Session, job_id: int, tail: Tail) -> None:
     """Store a finish report's ``tail`` in the transaction that records the finish (the
     job row is locked by then: the finish's update took it)."""
-    row = s.get(JobRow, job_id, with_for_update=True)
-    if row is not None and tail.data:
-        _append(s, row, tail.data, tail.cap, tail.offset)
+    if not tail.data:
+        return
+    row = s.execute(_LOCKED, {"job_id": job_id}).first()
+    if row is not None:
+        _append(s, job_id, row.attempt, row.log_bytes, tail.data, tail.cap, tail.offset)
 
 
-def _append(s: Session, row: JobRow, data: str, cap: int, offset: int | None) -> bool:
-    """Add ``data`` to the log of ``row``'s attempt under the cap; False once it is full."""
-    fitted = fit_chunk(row.log_bytes, data, cap, offset)
+def _append(
+    s: Session,
+    job_id: int,
+    attempt: int,
+    log_bytes: int,
+    data: str,
+    cap: int,
+    offset: int | None,
+    **also: object,
+) -> bool:
+    """Add ``data`` to the log of ``attempt`` (``log_bytes`` stored so far) under the cap,
+    writing ``also`` to the job row with it; False once the log is full."""
+    fitted = fit_chunk(log_bytes, data, cap, offset)
     if fitted is not None:
-        text, row.log_bytes = fitted
-        s.add(LogChunkRow(job_id=row.id, attempt=row.attempt, data=text))
-    return row.log_bytes < cap
+        text, log_bytes = fitted
+        also = {**also, "log_bytes": log_bytes}
+        s.execute(insert(LOG_CHUNKS).values(job_id=job_id, attempt=attempt, data=text))
+    if also:
+        s.execute(update(JOBS).where(JOBS.c.id == job_id).values(**also))
+    return log_bytes < cap
+
+
+LOG_CHUNKS = cast(Table, LogChunkRow.__table__)
 
 
 class LogsMixin:
@@ -49,13 +77,16 @@ class LogsMixin:
         ``attempt`` (alive?), then ``data`` appended if any (accepted?: farm.domain.logs: cap,
         marker, resent bytes; False once the log is full)."""
         with self._tx() as s:
-            row = s.get(JobRow, job_id, with_for_update=True)
+            row = s.execute(_LOCKED, {"job_id": job_id}).first()
             if row is None or row.attempt != attempt:
                 return False, not data
             alive = row.status == JobStatus.RUNNING
-            if alive:
-                row.heartbeat_at = at
-            return alive, _append(s, row, data, cap, offset) if data else True
+            beat = {"heartbeat_at": at} if alive else {}
+            if not data:
+                if beat:
+                    s.execute(update(JOBS).where(JOBS.c.id == job_id).values(**beat))
+                return alive, True
+            return alive, _append(s, job_id, attempt, row.log_bytes, data, cap, offset, **beat)
 
     def read_log(self, job_id: int, attempt: int, after: int = 0) -> tuple[str, int]:
         """Log text of ``attempt`` written after chunk id ``after``; returns (text, last id)."""

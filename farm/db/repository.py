@@ -44,6 +44,7 @@ from farm.db.project_secrets import ProjectSecretsMixin
 from farm.db.resource_groups import ResourceGroupsMixin
 from farm.db.rows import (
     ARTIFACTS,
+    BUILD_BY_ID,
     IN_CHUNK,
     JOBS,
     Holder,
@@ -191,7 +192,7 @@ class Store(
         """A build with its jobs and their artifacts (NotFound if none); ``with_jobs=False``:
         the build's own fields only (``jobs`` empty), one primary-key read."""
         with self._sessions() as s:
-            row = s.get(BuildRow, build_id)
+            row = s.execute(BUILD_BY_ID, {"build_id": build_id}).first()
             if row is None:
                 raise NotFound(f"build {build_id} does not exist")
             if not with_jobs:
@@ -251,7 +252,7 @@ class Store(
         """
         spec = JobRow.spec
         with self._sessions() as s:
-            row = s.get(BuildRow, build_id)
+            row = s.execute(BUILD_BY_ID, {"build_id": build_id}).first()
             if row is None:
                 raise NotFound(f"build {build_id} does not exist")
             c = JOBS.c
