@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Annotated, Any
 
+from fastapi import Response
 from pydantic import BaseModel, Field, StringConstraints, WithJsonSchema, field_validator
 
 from farm.api.limits import Line, NoControl
@@ -285,3 +286,15 @@ def build_document(build: BuildRecord, jobs: list[JobLine]) -> bytes:
 
 def _first_stuck(jobs: Iterable[JobOut]) -> str | None:
     return next((j.stuck_reason for j in jobs if j.stuck_reason), None)
+
+
+def model_response(model: BaseModel, status_code: int = 200) -> Response:
+    """``model`` as a JSON response, as FastAPI would serialize it for ``response_model``.
+
+    For a sync endpoint FastAPI validates a returned model again in its thread pool: a
+    second thread hop per request. The worker protocol's answers (one or two per job)
+    are built from validated models already, so they go out as they are.
+    """
+    return Response(
+        model.model_dump_json(by_alias=True), status_code, media_type="application/json"
+    )

@@ -14,12 +14,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from farm.api.auth import PrincipalDep, requires
 from farm.api.deps import CoordinatorDep, SettingsDep, StoreDep
 from farm.api.errors import errors
 from farm.api.limits import JobIdPath
+from farm.api.schemas import model_response
 from farm.coordinator.assignment import assignment
 from farm.coordinator.reports import JobResult
 from farm.db.repository import Store
@@ -62,7 +63,7 @@ def claim(
     store: StoreDep,
     settings: SettingsDep,
     principal: PrincipalDep,
-) -> Assignment:
+) -> Response:
     """Take an attempt: 409 if it is stale, already running or finished (duplicate message)."""
     check_protocol(body.protocol)
     job_token = new_token()
@@ -74,7 +75,7 @@ def claim(
         raise Conflict(f"job {job_id} attempt {body.attempt} is not waiting for a worker")
     build = _claim_build(store, job)
     given = assignment(build, job, settings, store.project_secrets(build.project))
-    return given.model_copy(update={"job_token": job_token})
+    return model_response(given.model_copy(update={"job_token": job_token}))
 
 
 def _claim_build(store: Store, job: JobRecord) -> BuildRecord:
@@ -125,12 +126,12 @@ def append_log(
     coord: CoordinatorDep,
     store: StoreDep,
     principal: PrincipalDep,
-) -> LogReply:
+) -> Response:
     """Append output; the answer says whether the attempt may go on (cancel, reassignment)."""
     check_protocol(body.protocol)
     _check_holder(store.attempt_holder(job_id), job_id, body.attempt, body.job_token, principal)
     alive, accepted = coord.beat_and_log(job_id, body.attempt, body.data, body.offset)
-    return LogReply(continue_=alive, accepted=accepted)
+    return model_response(LogReply(continue_=alive, accepted=accepted))
 
 
 @router.post(
@@ -144,7 +145,7 @@ def finish(
     coord: CoordinatorDep,
     store: StoreDep,
     principal: PrincipalDep,
-) -> FinishReply:
+) -> Response:
     """Report the end of an attempt (and the last of its output); stale reports are
     ignored."""
     check_protocol(body.protocol)
@@ -166,11 +167,11 @@ def finish(
         offset=body.log.offset if body.log else None,
         job=job,
     )
-    return FinishReply(status=job.status, attempt=job.attempt)
+    return model_response(FinishReply(status=job.status, attempt=job.attempt))
 
 
 @router.post("/live", response_model=LiveReply, responses=_MISMATCH)
-def live(body: LiveRequest, coord: CoordinatorDep) -> LiveReply:
+def live(body: LiveRequest, coord: CoordinatorDep) -> Response:
     """Which (job, attempt) pairs are still running: reapers remove the rest."""
     check_protocol(body.protocol)
-    return LiveReply(live=coord.live_attempts(list(body.attempts)))
+    return model_response(LiveReply(live=coord.live_attempts(list(body.attempts))))
