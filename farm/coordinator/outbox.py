@@ -32,14 +32,13 @@ re-attempted job refuses it. ``when: delayed`` jobs record when they are due
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from farm.coordinator.ports import BrokerProbe, Dispatcher, Queued, Store
+from farm.coordinator.parts import CoordinatorParts
+from farm.coordinator.ports import BrokerProbe, Queued
 from farm.domain.clock import utcnow
 from farm.domain.records import BuildRecord, JobRecord
-from farm.settings import Settings
 
 log = logging.getLogger("farm.coordinator")
 
@@ -48,19 +47,9 @@ _RETRY_FIRST = 1.0  # seconds before the first re-send to a broker that could no
 _FOREVER = timedelta(days=36500)
 
 
-class OutboxMixin:
+class OutboxMixin(CoordinatorParts):
     """The outbox methods of :class:`farm.coordinator.service.Coordinator`, which holds
-    the state they use (declared here for the type checker)."""
-
-    store: Store
-    dispatcher: Dispatcher
-    settings: Settings
-    clock: Callable[[], float]
-    _lock: threading.Lock
-    _epoch: str | None
-    _sending: set[int]
-    _failures: int
-    _retry_at: float
+    the state they use (declared in :mod:`farm.coordinator.parts`)."""
 
     def _probe(self) -> BrokerProbe | None:
         return self.dispatcher if isinstance(self.dispatcher, BrokerProbe) else None

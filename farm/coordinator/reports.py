@@ -1,7 +1,7 @@
 """What workers report about their attempts: claims, logs (heartbeats) and finishes.
 
 The report methods of :class:`farm.coordinator.service.Coordinator`, which holds the
-state they use (declared here for the type checker). A claim is one compare-and-set of
+state they use (declared in :mod:`farm.coordinator.parts`). A claim is one compare-and-set of
 a pending attempt; a log request is the attempt's heartbeat; a finish records the
 attempt's end, its artifacts and the last of its output in one transaction, retries it
 per ``retry:``, and advances the build. Every report is idempotent by attempt: a stale
@@ -12,26 +12,21 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from farm.coordinator.groups import ResourceGroups
-from farm.coordinator.ports import Blobs, Store
-from farm.coordinator.result_cache import ResultCache
-from farm.coordinator.timeline import MarkBuffer, at_report
+from farm.coordinator.parts import CoordinatorParts
+from farm.coordinator.timeline import at_report
 from farm.domain import state
 from farm.domain.clock import utcnow
 from farm.domain.logs import Tail
 from farm.domain.messages import ArtifactReport
-from farm.domain.progress import Shape
 from farm.domain.records import BuildRecord, JobRecord
 from farm.domain.statuses import FINAL_BUILD, FINAL_JOB, BuildStatus, FailureReason, JobStatus
 from farm.errors import UploadError
-from farm.settings import Settings
 
 log = logging.getLogger("farm.coordinator")
 
@@ -54,35 +49,8 @@ class JobResult:
         return self.exit_code == 0 and self.reason is None
 
 
-class ReportsMixin:
+class ReportsMixin(CoordinatorParts):
     """The worker-report methods of :class:`farm.coordinator.service.Coordinator`."""
-
-    store: Store
-    blobs: Blobs
-    settings: Settings
-    results: ResultCache | None
-    _lock: threading.Lock
-    _started: set[int]
-    _marks: MarkBuffer
-
-    if TYPE_CHECKING:  # provided by Coordinator and OutboxMixin
-
-        @property
-        def groups(self) -> ResourceGroups: ...
-
-        def _advance(self, build_id: int, build: BuildRecord | None = None) -> BuildStatus: ...
-
-        def _shape(self, build_id: int) -> Shape: ...
-
-        def build_changed(self, build_id: int) -> None: ...
-
-        def _publish(
-            self,
-            items: Sequence[tuple[JobRecord, float | None]],
-            build: BuildRecord | None = None,
-            *,
-            force: bool = False,
-        ) -> int: ...
 
     def claim(
         self,

@@ -20,7 +20,9 @@ the build's waiting and running jobs. At most ``_INLINE`` messages are sent by t
 advance itself; an outbox pass on the watchdog's thread, kicked at once, sends the rest.
 
 The dispatch outbox: see :mod:`farm.coordinator.outbox`; workers' claims, logs and
-finishes: :mod:`farm.coordinator.reports`.
+finishes: :mod:`farm.coordinator.reports`; cancel, play and retry:
+:mod:`farm.coordinator.actions`; the watchdog pass and restart recovery:
+:mod:`farm.coordinator.recovery`.
 """
 
 from __future__ import annotations
@@ -36,39 +38,34 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from farm.coordinator.actions import ActionsMixin
 from farm.coordinator.deliverable import deliverable_manifest
 from farm.coordinator.dispatch_order import DispatchOrder
 from farm.coordinator.groups import ResourceGroups
 from farm.coordinator.outbox import OutboxMixin
 from farm.coordinator.ports import Blobs, Store, StoredBlob
 from farm.coordinator.ports import Dispatcher as Dispatcher  # re-exported: callers import it here
+from farm.coordinator.recovery import RecoveryMixin
 from farm.coordinator.reports import JobResult as JobResult  # re-exported: tests import it
-from farm.coordinator.reports import ReportsMixin, reset_attempt
+from farm.coordinator.reports import ReportsMixin
 from farm.coordinator.result_cache import ResultCache
-from farm.coordinator.stuck import mark_stuck
 from farm.coordinator.timeline import MarkBuffer
-from farm.coordinator.withdraw import withdraw_queued
-from farm.domain import retry as retry_rule
 from farm.domain import state
 from farm.domain.clock import utcnow
 from farm.domain.progress import BuildView, Shape
 from farm.domain.records import BuildRecord, JobRecord, NewBuild
-from farm.domain.retry import RetryNode
 from farm.domain.specs import Pipeline
 from farm.domain.statuses import (
     FINAL_BUILD,
     FINAL_JOB,
     ArtifactKind,
     BuildStatus,
-    FailureReason,
     JobStatus,
 )
-from farm.errors import Conflict, NotFound
 from farm.settings import Settings
 
 log = logging.getLogger("farm.coordinator")
 
-_WAITING = (JobStatus.CREATED, JobStatus.PENDING, JobStatus.MANUAL)
 _NOT_FINAL = tuple(s for s in BuildStatus if s not in FINAL_BUILD)
 _INLINE = 200  # messages one advance sends itself; an outbox pass sends the rest at once
 _SHAPES_MAX_JOBS = 50_000  # jobs of the build shapes kept in memory, least recent dropped
@@ -86,7 +83,7 @@ class _State:
 
 
 @dataclass
-class Coordinator(OutboxMixin, ReportsMixin):
+class Coordinator(OutboxMixin, ReportsMixin, ActionsMixin, RecoveryMixin):
     """Drives builds from job completions (dynamic dispatch, never a static canvas)."""
 
     store: Store
@@ -423,178 +420,6 @@ class Coordinator(OutboxMixin, ReportsMixin):
                 digest=deliverable.digest,
                 size=deliverable.size,
             )
-
-    # --- people ----------------------------------------------------------------------
-
-    def cancel(self, build_id: int) -> BuildRecord:
-        """Cancel a build: waiting jobs never start, running ones are stopped by their worker.
-
-        One compare-and-set over every waiting and running job of the build; messages
-        still queued for them are refused when a worker tries to claim them. Returns the
-        build without its jobs (``store.get_build`` or ``job_lines`` reads them).
-        """
-        build = self.store.get_build(build_id, with_jobs=False)
-        if build.status in FINAL_BUILD:
-            raise Conflict(f"build {build_id} has already finished ({build.status})")
-        self.store.update_build(build_id, cancel_requested=True)
-        canceled = self.store.cas_jobs_of_build(
-            build_id,
-            [*_WAITING, JobStatus.RUNNING],
-            status=JobStatus.CANCELED,
-            reason=FailureReason.CANCELED,
-            finished_at=utcnow(),
-        )
-        shape = self._shape(build_id)
-        for job_id in canceled:
-            self._release(shape.job(job_id))
-        # Their queued messages go too: on a queue no worker serves they would stay forever.
-        withdraw_queued(self.dispatcher, [shape.job(job_id) for job_id in canceled])
-        self._advance(build_id)
-        return self.store.get_build(build_id, with_jobs=False)
-
-    def play(self, job_id: int) -> JobRecord:
-        """Start a manual job."""
-        job = self.store.get_job(job_id)
-        if job.status != JobStatus.MANUAL:
-            raise Conflict(f"job {job_id} is {job.status}, not waiting to be played")
-        group = job.spec.resource_group
-        if group and not self.groups.take(group, job_id):
-            # Simpler than a played-but-waiting state: the person plays it again later.
-            holder = self.store.resource_group_holder(group)
-            raise Conflict(f"resource group {group!r} is busy (job {holder}); play it later")
-        if not self.store.cas_job(job_id, [JobStatus.MANUAL], status=JobStatus.PENDING):
-            if group and self.store.get_job(job_id).status in FINAL_JOB:
-                self.store.release_resource_group(group, job_id)
-            raise Conflict(f"job {job_id} was started by someone else")
-        build = self.store.get_build(job.build_id, with_jobs=False)
-        fields: dict[str, Any] = {"status": BuildStatus.RUNNING, "finished_at": None}
-        if build.started_at is None:  # a build a person starts starts now
-            fields["started_at"] = utcnow()
-        if self.store.cas_build(job.build_id, list(BuildStatus), **fields):
-            self.build_changed(job.build_id)
-        self._publish([(self.store.get_job(job_id), None)], build)
-        return self.store.get_job(job_id)
-
-    def retry(self, build_id: int, job_id: int | None = None) -> BuildRecord:
-        """Run failed/canceled jobs again (one job, or all of the build's): each gets a new
-        attempt, the skipped/canceled jobs below them go back to ``created``
-        (``domain.retry``), and a finished build runs again. Returns the build."""
-        build = self.store.get_build(build_id)
-        rank = {name: i for i, name in enumerate(build.stages)}
-        nodes = [
-            RetryNode(
-                j.name,
-                j.status,
-                rank.get(j.stage, len(rank)),
-                None if j.spec.needs is None else tuple(n.job for n in j.spec.needs),
-            )
-            for j in build.jobs
-        ]
-        named = {j.name: j for j in build.jobs}
-        asked = retry_rule.retryable(nodes)
-        if job_id is not None:
-            job = next((j for j in build.jobs if j.id == job_id), None)
-            if job is None or job.status not in retry_rule.RETRYABLE:
-                what = job.status if job is not None else "not in this build"
-                raise Conflict(f"job {job_id} is {what}: only failed or canceled jobs retry")
-            asked = [job.name]
-        plan = retry_rule.plan_retry(nodes, asked)
-        reset = 0
-        for name in (*plan.retried, *plan.downstream):
-            job = named[name]
-            # A job that ran keeps that attempt's log: it runs again as the next attempt.
-            ran = name in plan.retried or job.started_at is not None
-            fields = (
-                reset_attempt(job.attempt + 1) if ran else {"reason": None, "finished_at": None}
-            )
-            reset += self.store.cas_job(
-                job.id,
-                [job.status],
-                expect_attempt=job.attempt,
-                status=JobStatus.CREATED,
-                test_report=None,
-                **fields,
-            )
-        if not reset:
-            raise Conflict(f"build {build_id} has no failed or canceled job to retry")
-        self.store.update_build(build_id, cancel_requested=False)
-        again = [s for s in BuildStatus if s != BuildStatus.RUNNING]
-        if self.store.cas_build(build_id, again, status=BuildStatus.RUNNING, finished_at=None):
-            self.build_changed(build_id)
-        self._advance(build_id)
-        return self.store.get_build(build_id, with_jobs=False)
-
-    # --- recovery --------------------------------------------------------------------
-
-    def watchdog(self) -> list[int]:
-        """One watchdog pass: retry (or fail) running attempts whose worker stopped sending
-        heartbeats, then the outbox (:meth:`sweep`). Returns the attempts' job ids."""
-        touched = self._lost_attempts()
-        try:
-            self.sweep()
-        except Exception as exc:  # the database or the broker: the next pass tries again
-            log.error("outbox pass failed: %s", exc)
-        mark_stuck(self.store, self.settings)  # issue 10: farm/coordinator/stuck.py
-        return touched
-
-    def _lost_attempts(self) -> list[int]:
-        now = utcnow()
-        cutoff = now - timedelta(seconds=self.settings.job_lease_seconds)
-        touched: list[int] = []
-        for job in self.store.jobs_with_status([JobStatus.RUNNING]):
-            beat = job.heartbeat_at or job.started_at
-            # Silence while this process was not running does not count against a lease.
-            if beat is None or max(beat, self.up_since) >= cutoff:
-                continue
-            if job.lost_count < self.settings.max_lost_retries:
-                fields = reset_attempt(job.attempt + 1)
-                fields["lost_count"] = job.lost_count + 1
-                if self.store.cas_job(
-                    job.id,
-                    [JobStatus.RUNNING],
-                    expect_attempt=job.attempt,
-                    status=JobStatus.PENDING,
-                    **fields,
-                ):
-                    log.warning("job %s lost its worker %s; retrying", job.id, job.worker)
-                    self._publish([(self.store.get_job(job.id), None)])
-            elif self.store.cas_job(
-                job.id,
-                [JobStatus.RUNNING],
-                expect_attempt=job.attempt,
-                status=JobStatus.FAILED,
-                reason=FailureReason.WORKER_LOST,
-                finished_at=now,
-            ):
-                self._release(job)
-                self._advance(job.build_id)
-            touched.append(job.id)
-        return touched
-
-    def recover(self) -> int:
-        """After a restart: free stuck groups, send pending jobs whose message may be
-        missing (every one, without a broker probe), advance every unfinished build.
-        Returns how many messages were sent."""
-        self.groups.recover()
-        count = self.sweep(restart=True)
-        for build_id in self.store.active_build_ids():
-            try:
-                self._advance(build_id)
-            except Exception:  # one broken build must not keep the others waiting
-                log.exception("advancing build %s after a restart failed", build_id)
-        return count
-
-    def live_attempts(self, pairs: list[tuple[int, int]]) -> list[bool]:
-        """For each (job id, attempt): is that attempt still running? (for reapers)."""
-        out: list[bool] = []
-        for job_id, attempt in pairs:
-            try:
-                job = self.store.get_job(job_id)
-            except NotFound:
-                out.append(False)
-                continue
-            out.append(job.status == JobStatus.RUNNING and job.attempt == attempt)
-        return out
 
 
 def digest_text(text: str) -> str:
