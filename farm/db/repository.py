@@ -21,14 +21,12 @@ from collections.abc import Collection, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    Table,
     and_,
     false,
-    func,
     insert,
     or_,
     select,
@@ -41,16 +39,18 @@ from farm.db.caches import CacheIndexMixin
 from farm.db.job_writes import JobWritesMixin
 from farm.db.logs import LogsMixin
 from farm.db.project_secrets import ProjectSecretsMixin
+from farm.db.reads import JobLine as JobLine  # re-exported: the API imports it here
+from farm.db.reads import ReadsMixin
 from farm.db.resource_groups import ResourceGroupsMixin
 from farm.db.rows import (
     ARTIFACTS,
     BUILD_BY_ID,
-    IN_CHUNK,
     JOBS,
     Holder,
     artifact_record,
     build_record,
     environment_of,
+    job_artifacts,
     job_record,
     select_jobs,
 )
@@ -63,7 +63,6 @@ from farm.domain.records import (
     ArtifactRecord,
     BuildRecord,
     JobRecord,
-    JobTiming,
     NewBuild,
 )
 from farm.domain.statuses import ACTIVE_BUILD, BuildStatus, JobStatus
@@ -80,35 +79,8 @@ class Outboxed:
     due_at: datetime | None
 
 
-@dataclass(frozen=True, slots=True)
-class JobLine:
-    """A job as the build document lists it: its state and the few spec fields it shows."""
-
-    id: int
-    build_id: int
-    name: str
-    stage: str
-    status: str
-    attempt: int
-    exit_code: int | None
-    reason: str | None
-    worker: str | None
-    started_at: datetime | None
-    finished_at: datetime | None
-    coverage: float | None
-    image: str | None
-    when: str
-    allow_failure: bool
-    needs: tuple[str, ...] | None
-    artifacts: tuple[ArtifactRecord, ...]
-    test_report: dict[str, Any] | None = None  # a messages.TestReport
-    environment: dict[str, Any] | None = None  # the spec's environment: (name, url, action)
-    stuck_reason: str | None = None  # shown while pending (farm.coordinator.stuck)
-    timeline: dict[str, float] | None = None  # issue 11 (farm/domain/timeline.py)
-    cached: bool = False  # its result was reused from an identical earlier job
-
-
 class Store(
+    ReadsMixin,
     JobWritesMixin,
     CacheIndexMixin,
     ProjectSecretsMixin,
@@ -201,7 +173,7 @@ class Store(
             job_rows = s.execute(
                 select_jobs().where(JOBS.c.build_id == build_id).order_by(JOBS.c.position)
             ).all()
-            arts = self._job_artifacts(s, build_id)
+            arts = job_artifacts(s, build_id)
             jobs = tuple(job_record(j, arts.get(j.id, ())) for j in job_rows)
             return build_record(self._box, row, jobs)
 
@@ -227,109 +199,13 @@ class Store(
                 return []
             ids = {r.id for r in rows}
             if len(ids) > 500:  # not a bound-parameter per job: the build's, filtered here
-                arts = self._job_artifacts(s, build_id)
+                arts = job_artifacts(s, build_id)
             else:
                 arts = {}
                 aq = select(ARTIFACTS).where(ARTIFACTS.c.job_id.in_(ids))
                 for a in s.execute(aq.order_by(ARTIFACTS.c.id)):
                     arts.setdefault(a.job_id, []).append(a)
             return [job_record(r, arts.get(r.id, ())) for r in rows]
-
-    @staticmethod
-    def _job_artifacts(s: Session, build_id: int) -> dict[int, list[Any]]:
-        arts: dict[int, list[Any]] = {}
-        q = select(ARTIFACTS).where(ARTIFACTS.c.build_id == build_id).order_by(ARTIFACTS.c.id)
-        for a in s.execute(q):
-            if a.job_id is not None:
-                arts.setdefault(a.job_id, []).append(a)
-        return arts
-
-    def job_lines(self, build_id: int) -> tuple[BuildRecord, list[JobLine]]:
-        """The build (without jobs) and its jobs as the build document shows them.
-
-        One query for the jobs — the few spec fields shown are extracted by the database
-        (JSON paths), so no spec is parsed — and one for the artifacts.
-        """
-        spec = JobRow.spec
-        with self._sessions() as s:
-            row = s.execute(BUILD_BY_ID, {"build_id": build_id}).first()
-            if row is None:
-                raise NotFound(f"build {build_id} does not exist")
-            c = JOBS.c
-            rows = s.execute(
-                select(
-                    c.id,
-                    c.name,
-                    c.stage,
-                    c.status,
-                    c.attempt,
-                    c.exit_code,
-                    c.reason,
-                    c.worker,
-                    c.started_at,
-                    c.finished_at,
-                    c.coverage,
-                    c.stuck_reason,
-                    spec["image"].as_string().label("image"),
-                    spec["when"].as_string().label("when"),
-                    spec["allow_failure"].as_boolean().label("allow_failure"),
-                    spec["needs"].label("needs"),
-                    c.test_report,
-                    c.environment,
-                    c.timeline,
-                    c.cached_from,
-                )
-                .where(c.build_id == build_id)
-                .order_by(c.position)
-            ).all()
-            arts = self._job_artifacts(s, build_id)
-            lines = [
-                JobLine(
-                    id=r.id,
-                    build_id=build_id,
-                    name=r.name,
-                    stage=r.stage,
-                    status=r.status,
-                    attempt=r.attempt,
-                    exit_code=r.exit_code,
-                    reason=r.reason,
-                    worker=r.worker,
-                    started_at=aware(r.started_at),
-                    finished_at=aware(r.finished_at),
-                    coverage=r.coverage,
-                    image=r.image,
-                    when=r.when or "on_success",
-                    allow_failure=bool(r.allow_failure),
-                    needs=None if r.needs is None else tuple(n["job"] for n in r.needs),
-                    artifacts=tuple(artifact_record(a) for a in arts.get(r.id, ())),
-                    stuck_reason=r.stuck_reason,
-                    test_report=r.test_report,
-                    environment=r.environment,
-                    timeline=r.timeline,
-                    cached=r.cached_from is not None,
-                )
-                for r in rows
-            ]
-            return build_record(self._box, row), lines
-
-    def list_builds(
-        self,
-        limit: int = 50,
-        project: str | None = None,
-        ref: str | None = None,
-        status: str | None = None,
-        offset: int = 0,
-    ) -> list[BuildRecord]:
-        """Newest builds first, without their jobs; ``offset`` skips the newest ones."""
-        with self._sessions() as s:
-            q = select(BuildRow).order_by(BuildRow.id.desc()).limit(limit).offset(offset)
-            if status:
-                q = q.where(BuildRow.status == status)
-            if project:
-                q = q.where(BuildRow.project == project)
-            if ref:
-                q = q.where(BuildRow.ref == ref)
-            return [build_record(self._box, r) for r in s.scalars(q)]
 
     def cas_build(self, build_id: int, from_statuses: Iterable[str], **fields: Any) -> bool:
         """Set ``fields`` on the build only if its status is one of ``from_statuses``."""
@@ -400,34 +276,6 @@ class Store(
         with self._sessions() as s:
             q = select_jobs().where(JOBS.c.status.in_(list(statuses))).order_by(JOBS.c.id)
             return [job_record(r) for r in s.execute(q)]
-
-    def last_durations(self, project: str, names: Iterable[str]) -> dict[str, float]:
-        """Seconds from claim to finish of the latest successful, executed (not reused)
-        job of each name in ``project`` (issue 11: critical-path-first dispatch)."""
-        wanted = sorted(set(names))
-        if not wanted:
-            return {}
-        c, b = JOBS.c, cast(Table, BuildRow.__table__).c
-        out: dict[str, float] = {}
-        with self._sessions() as s:
-            for i in range(0, len(wanted), IN_CHUNK):
-                latest = (
-                    select(func.max(c.id))
-                    .join_from(JOBS, BuildRow.__table__, b.id == c.build_id)
-                    .where(
-                        b.project == project,
-                        c.name.in_(wanted[i : i + IN_CHUNK]),
-                        c.status == JobStatus.SUCCESS,
-                        c.cached_from.is_(None),
-                        c.started_at.is_not(None),
-                        c.finished_at.is_not(None),
-                    )
-                    .group_by(c.name)
-                )
-                q = select(c.name, c.started_at, c.finished_at).where(c.id.in_(latest))
-                for name, started, finished in s.execute(q):
-                    out[name] = max(0.0, (aware(finished) - aware(started)).total_seconds())
-        return out
 
     # --- the dispatch outbox -------------------------------------------------------------
 
@@ -501,33 +349,3 @@ class Store(
         with self._sessions() as s:
             rows = s.scalars(select(ArtifactRow).where(ArtifactRow.digest == digest))
             return [artifact_record(r) for r in rows]
-
-    def count_builds(self) -> int:
-        """How many builds exist (metrics)."""
-        with self._sessions() as s:
-            return int(s.scalar(select(func.count(BuildRow.id))) or 0)
-
-    def job_timings(self, build_id: int) -> list[JobTiming]:
-        """The started jobs of a build, their times only: what the metrics observe when
-        it finishes, without reading (and parsing) every job of a 10,000-job build."""
-        c = JOBS.c
-        q = select(c.queue, c.status, c.queued_at, c.started_at, c.finished_at).where(
-            c.build_id == build_id, c.started_at.is_not(None)
-        )
-        with self._sessions() as s:
-            return [
-                JobTiming(
-                    r.queue,
-                    JobStatus(r.status),
-                    aware(r.queued_at),
-                    aware(r.started_at),
-                    aware(r.finished_at),
-                )
-                for r in s.execute(q)
-            ]
-
-    def job_counts(self) -> dict[str, int]:
-        """How many jobs are in each status (metrics)."""
-        with self._sessions() as s:
-            rows = s.execute(select(JobRow.status, func.count(JobRow.id)).group_by(JobRow.status))
-            return {str(r[0]): int(r[1]) for r in rows}

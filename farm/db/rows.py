@@ -10,6 +10,7 @@ from typing import Any, cast
 
 from sqlalchemy import Row, Select, Table, Text, bindparam, select
 from sqlalchemy import cast as sql_cast
+from sqlalchemy.orm import Session
 
 from farm.db.secrets import SecretBox
 from farm.db.session import aware
@@ -156,3 +157,13 @@ def _origin(row: BuildRow | Row[Any]) -> BuildOrigin | None:
     if not (row.origin_host and row.origin_api_url and row.origin_project):
         return None
     return BuildOrigin(row.origin_host, row.origin_api_url, row.origin_project)
+
+
+def job_artifacts(s: Session, build_id: int) -> dict[int, list[Any]]:
+    """A build's job artifact rows by job id, oldest first (the build's own aside)."""
+    arts: dict[int, list[Any]] = {}
+    q = select(ARTIFACTS).where(ARTIFACTS.c.build_id == build_id).order_by(ARTIFACTS.c.id)
+    for a in s.execute(q):
+        if a.job_id is not None:
+            arts.setdefault(a.job_id, []).append(a)
+    return arts
