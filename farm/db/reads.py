@@ -1,6 +1,6 @@
 """The store's reads for people and dashboards: build documents, build lists, metrics.
 
-Each read selects the columns it shows, never whole ORM rows: a 10,000-job build's
+The build document's read selects only the columns it shows: a 10,000-job build's
 document is two queries and parses no job spec.
 """
 
