@@ -16,13 +16,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
+from typing import Any, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Select, String, Table, delete, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from farm.db.secrets import SecretBox
-from farm.db.session import aware, read_transaction
+from farm.db.session import aware
 from farm.db.tables import ProjectSecretRow, ProjectSettingsRow
 from farm.domain.secrets import (
     DEFAULT_PROTECTED_REFS,
@@ -37,6 +38,32 @@ from farm.domain.secrets import (
 from farm.errors import Conflict, InvalidRequest
 
 __all__ = ["ProjectSecretsMixin"]
+
+SECRETS = cast(Table, ProjectSecretRow.__table__)
+SETTINGS = cast(Table, ProjectSettingsRow.__table__)
+
+
+def _claim_read(project: str) -> Select[Any]:
+    """The project's settings and secrets in one statement (one snapshot, and one round
+    trip in every claim): a row per secret, or one row of NULL secret columns."""
+    asked = select(literal(project, String).label("project")).subquery("asked")
+    st, ps = SETTINGS.c, SECRETS.c
+    return (
+        select(
+            st.repo,
+            st.protected_refs,
+            ps.name,
+            ps.value,
+            ps.protected,
+            ps.masked,
+            ps.created_at,
+            ps.updated_at,
+        )
+        .select_from(asked)
+        .outerjoin(SETTINGS, st.project == asked.c.project)
+        .outerjoin(SECRETS, ps.project == asked.c.project)
+        .order_by(ps.name)
+    )
 
 
 def _bound(project: str, name: str, protected: bool, masked: bool) -> dict[str, object]:
@@ -176,35 +203,31 @@ class ProjectSecretsMixin:
         ConfigError when a value cannot be decrypted with the farm's key or its token
         does not belong to its row (the claim then fails rather than run without it).
         """
-        with read_transaction(self._sessions) as s:
-            rows = s.scalars(
-                select(ProjectSecretRow)
-                .where(ProjectSecretRow.project == project)
-                .order_by(ProjectSecretRow.name)
-            ).all()
-            settings = s.get(ProjectSettingsRow, project)
-            patterns = _patterns(settings)
-            secrets = tuple(
-                ProjectSecret(
-                    project=r.project,
-                    name=r.name,
-                    protected=r.protected,
-                    masked=r.masked,
-                    created_at=aware(r.created_at),
-                    updated_at=aware(r.updated_at),
-                    value=self._box.open_value(
-                        r.value,
-                        _bound(r.project, r.name, r.protected, r.masked),
-                        f"secret {r.name} of project {r.project}",
-                    ),
-                )
-                for r in rows
+        with self._sessions() as s:
+            rows = s.execute(_claim_read(project)).all()
+        first = rows[0]  # the outer joins give one row even for an unknown project
+        patterns = None if first.protected_refs is None else tuple(first.protected_refs)
+        secrets = tuple(
+            ProjectSecret(
+                project=project,
+                name=r.name,
+                protected=r.protected,
+                masked=r.masked,
+                created_at=aware(r.created_at),
+                updated_at=aware(r.updated_at),
+                value=self._box.open_value(
+                    r.value,
+                    _bound(project, r.name, r.protected, r.masked),
+                    f"secret {r.name} of project {project}",
+                ),
             )
-            repo = None if settings is None else settings.repo
+            for r in rows
+            if r.name is not None
+        )
         return ProjectSecrets(
             secrets=secrets,
             protected_refs=DEFAULT_PROTECTED_REFS if patterns is None else patterns,
-            repo=repo,
+            repo=first.repo,
         )
 
     def project_repo(self, project: str) -> str | None:

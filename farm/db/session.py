@@ -79,21 +79,6 @@ def transaction(sessions: sessionmaker[Session]) -> Iterator[Session]:
         yield session
 
 
-@contextmanager
-def read_transaction(sessions: sessionmaker[Session]) -> Iterator[Session]:
-    """A session whose reads see one snapshot, without taking the write lock.
-
-    On SQLite a plain (deferred) ``BEGIN``: several reads that must agree (a project's
-    secrets and the refs they are protected to) share a snapshot, and a claim does not
-    queue for the write lock behind every writer just to read.
-    """
-    with sessions() as session, session.begin():
-        connection = session.connection()
-        if connection.dialect.name == "sqlite":
-            connection.exec_driver_sql("BEGIN")
-        yield session
-
-
 def _is_locked(exc: BaseException) -> bool:
     return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
 

@@ -140,6 +140,26 @@ def test_job_timings_name_the_started_jobs_only(store: Store) -> None:
     assert timing.started_at == start and timing.started_at.tzinfo is not None
 
 
+def test_a_claim_reads_a_projects_secrets_and_refs_in_one_go(store: Store) -> None:
+    empty = store.project_secrets("nobody")  # no settings row, no secret
+    assert (empty.secrets, empty.repo) == ((), None)
+    store.bind_project_repo("shop", "https://git.example.com/shop.git")
+    bound = store.project_secrets("shop")  # a settings row, no secret
+    assert bound.secrets == () and bound.repo == "https://git.example.com/shop.git"
+    store.set_protected_refs("shop", ["release/*", "main"])
+    store.put_project_secret("shop", "ZED", "zed-value-1", protected=True, masked=True)
+    store.put_project_secret("shop", "ALPHA", "a", protected=False, masked=False)
+    store.bind_project_repo("other", "/srv/git/other")
+    store.put_project_secret("other", "ALPHA", "not-shops", protected=False, masked=False)
+    loaded = store.project_secrets("shop")
+    assert [(x.name, x.value, x.protected) for x in loaded.secrets] == [
+        ("ALPHA", "a", False),
+        ("ZED", "zed-value-1", True),
+    ]
+    assert loaded.protected_refs == ("release/*", "main")
+    assert all(x.project == "shop" and x.created_at.tzinfo for x in loaded.secrets)
+
+
 def test_log_is_capped_with_marker_and_read_by_cursor(store: Store) -> None:
     build = store.get_build(store.create_build(_new_build(), status="pending"))
     job = build.jobs[0]
