@@ -172,11 +172,11 @@ class JobWritesMixin:
             q = update(JOBS).where(
                 c.id == job_id, c.status == JobStatus.RUNNING, c.attempt == attempt
             )
-            done = s.execute(q.values(**fields, rev=rev))
-            if not done.rowcount:  # type: ignore[attr-defined]
+            logged = s.execute(q.values(**fields, rev=rev).returning(c.log_bytes)).scalar()
+            if logged is None:
                 return False
             if tail is not None:
-                append_tail(s, job_id, tail)
+                append_tail(s, job_id, attempt, logged, tail)
             now = utcnow()
             for art in artifacts:
                 s.add(ArtifactRow(build_id=build_id, job_id=job_id, created_at=now, **art))

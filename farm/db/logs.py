@@ -27,14 +27,11 @@ _LOCKED = (
 )
 
 
-def append_tail(s: Session, job_id: int, tail: Tail) -> None:
-    """Store a finish report's ``tail`` in the transaction that records the finish (the
-    job row is locked by then: the finish's update took it)."""
-    if not tail.data:
-        return
-    row = s.execute(_LOCKED, {"job_id": job_id}).first()
-    if row is not None:
-        _append(s, job_id, row.attempt, row.log_bytes, tail.data, tail.cap, tail.offset)
+def append_tail(s: Session, job_id: int, attempt: int, log_bytes: int, tail: Tail) -> None:
+    """Store a finish report's ``tail`` in the transaction that records the finish, which
+    read the attempt's ``log_bytes`` as it took the job row."""
+    if tail.data:
+        _append(s, job_id, attempt, log_bytes, tail.data, tail.cap, tail.offset)
 
 
 def _append(
