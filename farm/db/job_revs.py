@@ -11,15 +11,13 @@ then the jobs above the last value seen misses nothing (``changes``).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
-from farm.db.tables import BuildRow, JobRow
-
-_BUILDS = cast(Table, BuildRow.__table__)
-_JOBS = cast(Table, JobRow.__table__)
+from farm.db.rows import BUILDS as _BUILDS
+from farm.db.rows import JOBS as _JOBS
 
 # The job columns a build's decision graph reads (coordinator/service.py).
 STATE_FIELDS = frozenset({"status", "attempt", "exit_code", "reason"})

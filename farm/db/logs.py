@@ -6,6 +6,7 @@ transaction (:meth:`LogsMixin.beat_and_log`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import cast
@@ -18,6 +19,7 @@ from farm.db.tables import LogChunkRow
 from farm.domain.logs import Tail, fit_chunk
 from farm.domain.statuses import JobStatus
 
+LOG_CHUNKS = cast(Table, LogChunkRow.__table__)
 # Plain statements, not ORM rows: loading a job row parses its spec (JSON), and these
 # run once or twice per job (a finish's tail, every log request).
 _LOCKED = (
@@ -51,12 +53,14 @@ def _append(
         text, log_bytes = fitted
         also = {**also, "log_bytes": log_bytes}
         s.execute(insert(LOG_CHUNKS).values(job_id=job_id, attempt=attempt, data=text))
-    if also:
-        s.execute(update(JOBS).where(JOBS.c.id == job_id).values(**also))
+    _set(s, job_id, also)
     return log_bytes < cap
 
 
-LOG_CHUNKS = cast(Table, LogChunkRow.__table__)
+def _set(s: Session, job_id: int, values: Mapping[str, object]) -> None:
+    """Write ``values`` to the job's row, if there are any."""
+    if values:
+        s.execute(update(JOBS).where(JOBS.c.id == job_id).values(**values))
 
 
 class LogsMixin:
@@ -80,8 +84,7 @@ class LogsMixin:
             alive = row.status == JobStatus.RUNNING
             beat = {"heartbeat_at": at} if alive else {}
             if not data:
-                if beat:
-                    s.execute(update(JOBS).where(JOBS.c.id == job_id).values(**beat))
+                _set(s, job_id, beat)
                 return alive, True
             return alive, _append(s, job_id, attempt, row.log_bytes, data, cap, offset, **beat)
 

@@ -9,12 +9,20 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from farm.db.rows import BUILD_BY_ID, IN_CHUNK, JOBS, artifact_record, build_record, job_artifacts
+from farm.db.rows import (
+    BUILD_BY_ID,
+    BUILDS,
+    JOBS,
+    artifact_record,
+    build_record,
+    chunks,
+    job_artifacts,
+)
 from farm.db.secrets import SecretBox
 from farm.db.session import aware
 from farm.db.tables import BuildRow, JobRow
@@ -150,16 +158,16 @@ class ReadsMixin:
         wanted = sorted(set(names))
         if not wanted:
             return {}
-        c, b = JOBS.c, cast(Table, BuildRow.__table__).c
+        c, b = JOBS.c, BUILDS.c
         out: dict[str, float] = {}
         with self._sessions() as s:
-            for i in range(0, len(wanted), IN_CHUNK):
+            for part in chunks(wanted):
                 latest = (
                     select(func.max(c.id))
-                    .join_from(JOBS, BuildRow.__table__, b.id == c.build_id)
+                    .join_from(JOBS, BUILDS, b.id == c.build_id)
                     .where(
                         b.project == project,
-                        c.name.in_(wanted[i : i + IN_CHUNK]),
+                        c.name.in_(list(part)),
                         c.status == JobStatus.SUCCESS,
                         c.cached_from.is_(None),
                         c.started_at.is_not(None),

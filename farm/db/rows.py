@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Row, Select, Table, Text, bindparam, select
 from sqlalchemy import cast as sql_cast
@@ -25,6 +25,7 @@ from farm.domain.records import (
 from farm.domain.specs import JobSpec
 from farm.domain.statuses import BuildStatus, JobStatus
 
+_T = TypeVar("_T")
 IN_CHUNK = 500  # ids per ``IN (…)``: far below every database's parameter limit
 JOBS = cast(Table, JobRow.__table__)
 ARTIFACTS = cast(Table, ArtifactRow.__table__)
@@ -60,10 +61,10 @@ def spec_of(value: str | dict[str, Any]) -> JobSpec:
     return _spec_of_text(value) if isinstance(value, str) else JobSpec.from_dict(value)
 
 
-def chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
-    """``ids`` in slices of :data:`IN_CHUNK`, for ``IN (…)`` lists."""
-    for i in range(0, len(ids), IN_CHUNK):
-        yield ids[i : i + IN_CHUNK]
+def chunks(values: Sequence[_T]) -> Iterable[Sequence[_T]]:
+    """``values`` in slices of :data:`IN_CHUNK`, for ``IN (…)`` lists."""
+    for i in range(0, len(values), IN_CHUNK):
+        yield values[i : i + IN_CHUNK]
 
 
 def artifact_record(row: Any) -> ArtifactRecord:
