@@ -8,14 +8,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qs, urlparse
 
 import httpx
+import uvicorn
 
 from farm.settings import local_token_path
 
@@ -24,6 +26,28 @@ DEBIAN = "farm/debian:bookworm"
 FINAL = {"success", "failed", "canceled"}
 
 T = TypeVar("T")
+
+
+@contextmanager
+def served(app: Any, port: int, lifespan: Literal["auto", "on", "off"] = "on") -> Iterator[None]:
+    """ASGI ``app`` on uvicorn at 127.0.0.1:``port``, on a thread, for the ``with`` block
+    (``lifespan="on"``: a farm app's recovery and watchdog thread run)."""
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan=lifespan
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="farm-test-api", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 def free_port() -> int:

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -22,7 +20,6 @@ from typing import Any, cast
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from farm.api.auth import Authenticator
@@ -30,6 +27,7 @@ from farm.api.routers import blobs
 from farm.db.tokens import TokenDb
 from farm.registry.store.filesystem import FilesystemBlobStore
 from farm.settings import Settings
+from tests.farmtest import free_port, served
 
 
 def make_blob_app(store: Any, max_blob_bytes: int | None = None) -> FastAPI:
@@ -45,13 +43,6 @@ def make_blob_app(store: Any, max_blob_bytes: int | None = None) -> FastAPI:
     return app
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @dataclass
 class BlobServer:
     url: str
@@ -62,20 +53,8 @@ class BlobServer:
 def serve(app: FastAPI) -> Iterator[str]:
     """Run ``app`` on a free 127.0.0.1 port in a thread; yields its base URL."""
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    try:
+    with served(app, port, lifespan="off"):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 ServeFactory = Callable[[FastAPI], str]

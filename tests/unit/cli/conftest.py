@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import re
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,13 +18,17 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from click.testing import CliRunner, Result
 
 from farm.api.app import create_app
 from farm.cli.main import cli
-from tests.farmtest import free_port, make_repo
-from tests.unit.api.conftest import PIPELINE, RecordingDispatcher, WorkerWire, farm_settings
+from tests.farmtest import free_port, make_repo, served
+from tests.unit.api.conftest import (
+    PIPELINE,
+    RecordingDispatcher,
+    WorkerWire,
+    farm_settings,
+)
 
 
 @dataclass
@@ -74,21 +77,8 @@ def live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
     url = f"http://127.0.0.1:{port}"
     settings = farm_settings(tmp_path_factory.mktemp("cli-farm"), api_url=url)
     app = create_app(settings, dispatcher=dispatcher)
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="farm-test-api", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    try:
-        with httpx.Client(base_url=url, timeout=30) as http:
-            yield LiveApi(url, http, WorkerWire(http), dispatcher)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with served(app, port), httpx.Client(base_url=url, timeout=30) as http:
+        yield LiveApi(url, http, WorkerWire(http), dispatcher)
 
 
 Farm = Callable[..., Result]
