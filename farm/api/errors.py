@@ -31,6 +31,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from farm.domain.batches import ItemError
 from farm.errors import DiagnosedError, FarmError
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "errors",
     "install_error_handlers",
     "install_openapi",
+    "item_error",
 ]
 
 log = logging.getLogger("farm.api")
@@ -168,6 +170,29 @@ def install_error_handlers(app: FastAPI) -> None:
             ),
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
+
+
+def item_error(exc: Exception) -> ItemError:
+    """What one item of a batched request answers for ``exc``: what the handlers above
+    (or the last resort) would have answered its own request, so one item's failure
+    never fails its batch."""
+    if isinstance(exc, FarmError):
+        return ItemError(status=exc.http_status, error=type(exc).__name__, detail=str(exc))
+    if isinstance(exc, OperationalError) and _is_busy(exc):
+        log.warning("database busy or unreachable: %s", _one_line(str(exc.orig), 300))
+        detail = "the database is busy or unreachable; retry shortly"
+        return ItemError(status=503, error="ServiceUnavailable", detail=detail)
+    incident = uuid.uuid4().hex[:12]
+    log.error(
+        "unexpected error %s in a batch item: %s: %s\n%s",
+        incident,
+        type(exc).__name__,
+        _one_line(str(exc), _LOGGED_MESSAGE_CHARS),
+        "".join(traceback.format_tb(exc.__traceback__)),
+    )
+    return ItemError(
+        status=500, error="InternalError", detail=f"internal error (logged as {incident})"
+    )
 
 
 class InternalErrors:

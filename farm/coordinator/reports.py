@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -29,6 +29,15 @@ from farm.domain.statuses import FINAL_BUILD, FINAL_JOB, BuildStatus, FailureRea
 from farm.errors import UploadError
 
 log = logging.getLogger("farm.coordinator")
+
+
+@dataclass
+class Advances:
+    """What a batch of finish reports leaves to advance once, after the batch: each
+    build (as read for its first report) and each finish's timeline marks."""
+
+    builds: dict[int, BuildRecord] = field(default_factory=dict)
+    marks: list[tuple[int, int, int, dict[str, float]]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -111,12 +120,15 @@ class ReportsMixin(CoordinatorParts):
         text: str = "",
         offset: int | None = None,
         job: JobRecord | None = None,
+        batch: Advances | None = None,
     ) -> JobRecord:
         """An attempt ended: record it, retry per ``retry:``, advance the build.
 
         ``text``: the attempt's last output, sent with the report (stored first, as a log
         request's ``text`` at ``offset`` would be); ``job``: the job as the caller just
-        read it (its artifacts aside), to spare a read.
+        read it (its artifacts aside), to spare a read; ``batch``: one of several reports
+        sent together, whose builds :meth:`advance_batch` advances once afterwards (each
+        advance reads what changed since the last: one per report repeats that work).
         """
         job = job or self.store.get_job(job_id)
         tail = Tail(text, offset, self.settings.log_max_bytes) if text else None
@@ -184,19 +196,41 @@ class ReportsMixin(CoordinatorParts):
             self._store_tail(job_id, attempt, tail)  # raced: the job moved meanwhile
             return self.store.get_job(job_id)
         self._release(job)
-        build = self.store.get_build(job.build_id, with_jobs=False)  # read once, for both
+        build = batch.builds.get(job.build_id) if batch is not None else None
+        if build is None:  # read once, for both
+            build = self.store.get_build(job.build_id, with_jobs=False)
         if result.succeeded:
             self._remember(build, job)
-        settled = self._advance(job.build_id, build)
-        marks["next_dispatched"] = time.time()
-        # Kept and written with others' (the watchdog writes what waits, each second);
-        # at once when this finish ended the build, so its document is whole.
-        if self._marks.add(job_id, attempt, marks) or settled in FINAL_BUILD:
-            self.flush_marks()
+        if batch is not None:
+            batch.builds.setdefault(job.build_id, build)
+            batch.marks.append((job.build_id, job_id, attempt, marks))
+        else:
+            settled = self._advance(job.build_id, build)
+            self._dispatched([(job_id, attempt, marks)], settled in FINAL_BUILD)
         # The record as this finish left it (its artifacts aside): no read back.
         return dataclasses.replace(
             job, status=status, exit_code=result.exit_code, reason=reason, finished_at=now
         )
+
+    def advance_batch(self, batch: Advances) -> None:
+        """Advance each build of a batch of finish reports once (see :meth:`finish`)."""
+        settled = {build_id: self._advance(build_id, b) for build_id, b in batch.builds.items()}
+        ended = any(status in FINAL_BUILD for status in settled.values())
+        self._dispatched([(job_id, attempt, m) for _, job_id, attempt, m in batch.marks], ended)
+
+    def _dispatched(self, done: list[tuple[int, int, dict[str, float]]], ended: bool) -> None:
+        """Mark finishes whose advance has sent what they made ready (``next_dispatched``).
+
+        Kept and written with others' (the watchdog writes what waits, each second); at
+        once when a build ended, so its document is whole.
+        """
+        now = time.time()
+        full = False
+        for job_id, attempt, marks in done:
+            marks["next_dispatched"] = now
+            full = self._marks.add(job_id, attempt, marks) or full
+        if full or ended:
+            self.flush_marks()
 
     def flush_marks(self) -> None:
         """Write the timelines the finishes of this process completed meanwhile."""

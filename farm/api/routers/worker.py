@@ -18,14 +18,23 @@ from fastapi import APIRouter, Response
 
 from farm.api.auth import PrincipalDep, requires
 from farm.api.deps import CoordinatorDep, SettingsDep, StoreDep
-from farm.api.errors import errors
+from farm.api.errors import errors, item_error
 from farm.api.limits import JobIdPath
 from farm.api.schemas import model_response
 from farm.coordinator.assignment import assignment
-from farm.coordinator.reports import JobResult
+from farm.coordinator.reports import Advances, JobResult
+from farm.coordinator.service import Coordinator
 from farm.db.repository import Store
 from farm.db.rows import Holder
 from farm.domain.auth import Principal, Scope, hash_token, new_token, same_hash
+from farm.domain.batches import (
+    ClaimBatch,
+    ClaimBatchReply,
+    ClaimResult,
+    FinishBatch,
+    FinishBatchReply,
+    FinishResult,
+)
 from farm.domain.messages import (
     Assignment,
     ClaimRequest,
@@ -38,7 +47,9 @@ from farm.domain.messages import (
     check_protocol,
 )
 from farm.domain.records import BuildRecord, JobRecord
+from farm.domain.secrets import ProjectSecrets
 from farm.errors import Conflict, Forbidden
+from farm.settings import Settings
 
 router = APIRouter(prefix="/api/v1/worker", tags=["worker"], dependencies=[requires(Scope.WORKER)])
 
@@ -66,25 +77,79 @@ def claim(
 ) -> Response:
     """Take an attempt: 409 if it is stale, already running or finished (duplicate message)."""
     check_protocol(body.protocol)
+    given = _claim_one(job_id, body.attempt, body.worker, coord, store, settings, principal)
+    return model_response(given)
+
+
+@router.post("/claims", response_model=ClaimBatchReply, responses=_MISMATCH)
+def claims(
+    body: ClaimBatch,
+    coord: CoordinatorDep,
+    store: StoreDep,
+    settings: SettingsDep,
+    principal: PrincipalDep,
+) -> Response:
+    """Several claims at once (a worker's slots claiming together): one result each, in
+    order, the assignment or what ``…/jobs/{id}/claim`` would have answered."""
+    check_protocol(body.protocol)
+    results: list[ClaimResult] = []
+    reads = _Reads()
+    for item in body.claims:
+        try:
+            given = _claim_one(
+                item.job_id, item.attempt, item.worker, coord, store, settings, principal, reads
+            )
+            results.append(ClaimResult(assignment=given))
+        except Exception as exc:
+            results.append(ClaimResult(failure=item_error(exc)))
+    return model_response(ClaimBatchReply(results=results))
+
+
+def _claim_one(
+    job_id: int,
+    attempt: int,
+    worker: str,
+    coord: Coordinator,
+    store: Store,
+    settings: Settings,
+    principal: Principal,
+    reads: _Reads | None = None,
+) -> Assignment:
+    """One claim: the attempt's assignment with its fresh job token (see the module doc).
+
+    ``reads``: what the claims of one batch share (their builds' and projects' rows).
+    """
     job_token = new_token()
-    job = coord.claim(
-        job_id, body.attempt, body.worker, holder=(principal.token_id, hash_token(job_token))
-    )
+    job = coord.claim(job_id, attempt, worker, holder=(principal.token_id, hash_token(job_token)))
     if job is None:
         store.get_job(job_id)  # NotFound (404) when there is no such job at all
-        raise Conflict(f"job {job_id} attempt {body.attempt} is not waiting for a worker")
-    build = _claim_build(store, job)
-    given = assignment(build, job, settings, store.project_secrets(build.project))
-    return model_response(given.model_copy(update={"job_token": job_token}))
+        raise Conflict(f"job {job_id} attempt {attempt} is not waiting for a worker")
+    reads = reads or _Reads()
+    build = _claim_build(store, job, reads)
+    secrets = reads.secrets.get(build.project)
+    if secrets is None:
+        secrets = reads.secrets[build.project] = store.project_secrets(build.project)
+    given = assignment(build, job, settings, secrets)
+    return given.model_copy(update={"job_token": job_token})
 
 
-def _claim_build(store: Store, job: JobRecord) -> BuildRecord:
+@dataclasses.dataclass
+class _Reads:
+    """Rows the claims of one batch share: builds by id, project secrets by project."""
+
+    builds: dict[int, BuildRecord] = dataclasses.field(default_factory=dict)
+    secrets: dict[str, ProjectSecrets] = dataclasses.field(default_factory=dict)
+
+
+def _claim_build(store: Store, job: JobRecord, reads: _Reads) -> BuildRecord:
     """The build with only the jobs its assignment reads: the job and the jobs whose
     artifacts it may receive (its ``dependencies``, else its ``needs``, else every
     earlier-stage job), so a claim costs O(its upstream), not O(the build's jobs)
     (``scale_bench`` part 4: 13x slower on a 5,000-job build than on a 50-job one when
     it read the whole build)."""
-    build = store.get_build(job.build_id, with_jobs=False)
+    build = reads.builds.get(job.build_id)
+    if build is None:
+        build = reads.builds[job.build_id] = store.get_build(job.build_id, with_jobs=False)
     spec = job.spec
     if spec.dependencies is not None:
         upstream = store.jobs_of_build(build.id, names=set(spec.dependencies))
@@ -149,6 +214,43 @@ def finish(
     """Report the end of an attempt (and the last of its output); stale reports are
     ignored."""
     check_protocol(body.protocol)
+    return model_response(_finish_one(job_id, body, coord, store, principal))
+
+
+@router.post("/reports", response_model=FinishBatchReply, responses=_MISMATCH)
+def reports(
+    body: FinishBatch,
+    coord: CoordinatorDep,
+    store: StoreDep,
+    principal: PrincipalDep,
+) -> Response:
+    """Several finish reports at once: one result each, in order, the job's status after
+    it or what ``…/jobs/{id}/finish`` would have answered."""
+    check_protocol(body.protocol)
+    results: list[FinishResult] = []
+    batch = Advances()
+    for item in body.reports:
+        try:
+            check_protocol(item.report.protocol)
+            reply = _finish_one(item.job_id, item.report, coord, store, principal, batch)
+            results.append(FinishResult(reply=reply))
+        except Exception as exc:
+            results.append(FinishResult(failure=item_error(exc)))
+    # Should this fail, the whole request fails: each report is sent again, and a report
+    # of an attempt already recorded completes its build's advance (ReportsMixin.finish).
+    coord.advance_batch(batch)
+    return model_response(FinishBatchReply(results=results))
+
+
+def _finish_one(
+    job_id: int,
+    body: FinishReport,
+    coord: Coordinator,
+    store: Store,
+    principal: Principal,
+    batch: Advances | None = None,
+) -> FinishReply:
+    """One finish report, checked against the attempt's holder, then applied."""
     job, holder = store.job_and_holder(job_id)
     _check_holder(holder, job_id, body.attempt, body.job_token, principal)
     job = coord.finish(
@@ -166,8 +268,9 @@ def finish(
         text=body.log.data if body.log else "",
         offset=body.log.offset if body.log else None,
         job=job,
+        batch=batch,
     )
-    return model_response(FinishReply(status=job.status, attempt=job.attempt))
+    return FinishReply(status=job.status, attempt=job.attempt)
 
 
 @router.post("/live", response_model=LiveReply, responses=_MISMATCH)
