@@ -27,11 +27,11 @@ from __future__ import annotations
 import logging
 import math
 import os
-import threading
 from pathlib import Path
 from types import TracebackType
 
 from farm.settings import Settings
+from farm.worker.ticker import Timer, ticker
 
 log = logging.getLogger("farm.worker")
 
@@ -49,14 +49,15 @@ def container_lease(settings: Settings) -> int:
 class LeaseKeeper:
     """Renews one attempt's lease file every ``every`` seconds until closed.
 
-    The file is created (renewed) on entering, so it is fresh when the container starts.
+    The file is created (renewed) on entering, so it is fresh when the container starts;
+    the renewals run on the process's :data:`~farm.worker.ticker.ticker` (a file touch
+    is all they do), not on a thread of the attempt's own.
     """
 
     def __init__(self, path: Path, every: float = RENEW_EVERY) -> None:
         self.path = path
         self.every = every
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"lease-{path}", daemon=True)
+        self._timer: Timer | None = None
 
     def renew(self) -> None:
         """Touch the lease file (create it if needed)."""
@@ -65,20 +66,20 @@ class LeaseKeeper:
         except FileNotFoundError:
             self.path.touch()
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.every):
-            try:
-                self.renew()
-            except OSError as exc:  # the job dir went away: the run is over anyway
-                log.warning("cannot renew the job lease %s: %s", self.path, exc)
+    def _tick(self) -> float:
+        try:
+            self.renew()
+        except OSError as exc:  # the job dir went away: the run is over anyway
+            log.warning("cannot renew the job lease %s: %s", self.path, exc)
+        return self.every
 
     def __enter__(self) -> LeaseKeeper:
         self.renew()
-        self._thread.start()
+        self._timer = ticker.after(self.every, self._tick)
         return self
 
     def __exit__(
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+        if self._timer is not None:
+            self._timer.cancel()

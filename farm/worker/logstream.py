@@ -22,6 +22,7 @@ from farm.domain.messages import MAX_LOG_CHUNK, LogReply
 from farm.worker.api_client import CoordinatorClient
 from farm.worker.masking import Masker
 from farm.worker.spool import BACKOFF_FIRST, BACKOFF_MAX, Spool, send_pending
+from farm.worker.ticker import Timer, ticker
 
 log = logging.getLogger("farm.worker")
 
@@ -65,10 +66,19 @@ class LogStream:
         self._backoff = BACKOFF_FIRST
         self._failing = False
         self._thread = threading.Thread(target=self._loop, name=f"log-{job_id}", daemon=True)
+        self._starting = threading.Lock()  # the flusher starts once, never after close
+        self._starter: Timer | None = None
 
     def __enter__(self) -> LogStream:
-        self._thread.start()
+        # Most short jobs end before their first flush is due: their output rides with
+        # the finish report, so they need no flusher thread of their own at all.
+        self._starter = ticker.after(self._interval, self._start)
         return self
+
+    def _start(self) -> None:
+        with self._starting:
+            if not self._stop.is_set():
+                self._thread.start()
 
     def __exit__(
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
@@ -155,11 +165,14 @@ class LogStream:
             return None, exc
 
     def _loop(self) -> None:
-        while not self._stop.wait(self._interval):
+        # Started once the first interval passed (``_start``): flush at once, then each
+        # interval.
+        while not self._stop.is_set():
             try:
                 self._flush()
             except Exception:  # never let the flusher die: the job still runs
                 log.exception("log flusher of job %s", self._job)
+            self._stop.wait(self._interval)
 
     def close(self) -> None:
         """Stop the thread and spool what is left, without sending it: the finish report
@@ -168,7 +181,11 @@ class LogStream:
         for :func:`~farm.worker.spool.deliver`.
         """
         self._stop.set()
-        if self._thread.is_alive():
+        if self._starter is not None:
+            self._starter.cancel()
+        with self._starting:  # a start under way completes first
+            started = self._thread.ident is not None
+        if started:
             self._thread.join(timeout=15)
         tail = self._decoder.decode(b"", final=True)
         with self._lock:

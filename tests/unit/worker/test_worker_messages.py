@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, cast
 
 from farm.domain.messages import (
@@ -94,3 +95,18 @@ def test_a_log_request_may_say_where_its_chunk_starts_and_old_bodies_still_parse
         "data": "y",
         "offset": 41,
     }
+
+
+def test_a_short_attempt_starts_no_flusher_and_a_long_one_flushes_on_its_own() -> None:
+    client = FakeClient()
+    with LogStream(cast(CoordinatorClient, client), 1, 1, interval=0.05) as short:
+        short.write(b"quick\n")
+    assert short._thread.ident is None  # ended before its first flush was due
+    assert client.sent == [] and [r.text for r in short.spool.pending()] == ["quick\n"]
+    with LogStream(cast(CoordinatorClient, client), 1, 1, interval=0.05) as long:
+        long.write(b"slow\n")
+        deadline = time.monotonic() + 5
+        while not client.sent and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert long._thread.ident is not None and not long._thread.is_alive()
+    assert client.sent == ["slow\n"]
