@@ -50,6 +50,7 @@ def make_celery(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         worker_disable_prefetch=True,  # fetch only when a slot is free (celery#6500)
         worker_send_task_events=True,
+        worker_consumer="farm.worker.consumer:FarmConsumer",  # events in batches
         task_send_sent_event=True,
         task_serializer="json",
         accept_content=["json"],

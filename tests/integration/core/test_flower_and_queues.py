@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -116,3 +118,59 @@ def test_a_cancel_takes_only_its_own_messages_out_of_a_shared_queue(
     for build in (builds[0], builds[2]):
         assert farm.cli("cancel", str(build["id"])).returncode == 0
     assert broker.llen(queue) == 0
+
+
+MANY = f"image: {BUSYBOX}\n" + "".join(
+    f"quick-{i}:\n  needs: []\n  script: [echo {i}]\n" for i in range(12)
+)
+
+
+def _seen_all(events: list[dict[str, Any]], jobs: set[int]) -> bool:
+    """Whether every job's task has its received, started and succeeded events."""
+    seen: dict[str, set[str]] = {}
+    for event in events:
+        seen.setdefault(str(event.get("uuid")), set()).add(str(event.get("type")))
+    args = {str(e.get("uuid")): str(e.get("args", "")) for e in events if e.get("args")}
+    done = [
+        uuid
+        for uuid, types in seen.items()
+        if {"task-received", "task-started", "task-succeeded"} <= types
+    ]
+    covered = {
+        int(args[u].rsplit("(job ", 1)[1].rstrip(")")) for u in done if "(job " in args.get(u, "")
+    }
+    return jobs <= covered
+
+
+def test_the_workers_task_events_go_out_in_batches(farm: Farm, tmp_path: Path) -> None:
+    """Every task's events reach the broker (Flower's source), a batch per message
+    (farm/worker/consumer.py): not a publish per event."""
+    broker = redis.Redis.from_url(farm.env["FARM_BROKER_URL"])
+    listener = broker.pubsub()
+    listener.psubscribe("*celeryev*task*")
+    try:
+        assert listener.get_message(timeout=5)["type"] == "psubscribe"  # type: ignore[index]
+        build = farm.wait(farm.submit(make_repo(tmp_path / "many", {".farm-ci.yml": MANY}))["id"])
+        assert build["status"] == "success"
+        ours = {j["id"] for j in build["jobs"]}
+        messages, events = 0, []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            message = listener.get_message(timeout=1)
+            if message is None:
+                if _seen_all(events, ours):
+                    break
+                continue
+            if message["type"] != "pmessage":
+                continue
+            envelope = json.loads(message["data"])
+            body = json.loads(base64.b64decode(envelope["body"]))
+            batch = body if isinstance(body, list) else [body]
+            worker = [e for e in batch if e.get("type") != "task-sent"]  # not the API's
+            messages += bool(worker)
+            events += worker
+        assert _seen_all(events, ours), "a task event of the build never reached the broker"
+        # 12 tasks x (received, started, succeeded) = 36 events, in far fewer messages.
+        assert messages <= 18, f"{len(events)} task events in {messages} messages"
+    finally:
+        listener.close()
