@@ -14,6 +14,7 @@ from farm.domain.records import BuildRecord, JobRecord
 from farm.domain.state import DEFAULT_QUEUE
 from farm.errors import FarmError
 from farm.settings import Settings
+from farm.worker.sent_events import SentEvents
 from farm.worker.transport import TRANSPORT
 
 RUN_JOB = "farm.run_job"
@@ -103,6 +104,7 @@ class CeleryDispatcher:
         self.app = app
         self._redis: redis.Redis | None = None
         self._lock = threading.Lock()
+        self._sent: SentEvents | None = None  # made on first dispatch (it connects)
 
     def dispatch(self, job: JobRecord, build: BuildRecord, countdown: float | None = None) -> None:
         """Send ``run_job(job.id, job.attempt)`` to the job's queue.
@@ -111,12 +113,16 @@ class CeleryDispatcher:
         it: a name per build would grow them without bound); what a person reads in
         Flower and the worker's log is the arguments' text, ``argsrepr``.
         """
+        with self._lock:
+            if self._sent is None:
+                self._sent = SentEvents(self.app)
         self.app.send_task(
             RUN_JOB,
             args=(job.id, job.attempt),
             queue=job.queue,
             countdown=countdown or None,
             argsrepr=f"build {build.id} · {job.name} #{job.attempt} (job {job.id})",
+            event_dispatcher=self._sent,  # task-sent for Flower, in batches
         )
 
     def withdraw(self, jobs: Iterable[tuple[int, str]]) -> int:

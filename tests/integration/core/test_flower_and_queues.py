@@ -144,7 +144,7 @@ def _seen_all(events: list[dict[str, Any]], jobs: set[int]) -> bool:
 
 def test_the_workers_task_events_go_out_in_batches(farm: Farm, tmp_path: Path) -> None:
     """Every task's events reach the broker (Flower's source), a batch per message
-    (farm/worker/consumer.py): not a publish per event."""
+    (farm/worker/consumer.py, farm/worker/sent_events.py): not a publish per event."""
     broker = redis.Redis.from_url(farm.env["FARM_BROKER_URL"])
     listener = broker.pubsub()
     listener.psubscribe("*celeryev*task*")
@@ -153,7 +153,8 @@ def test_the_workers_task_events_go_out_in_batches(farm: Farm, tmp_path: Path) -
         build = farm.wait(farm.submit(make_repo(tmp_path / "many", {".farm-ci.yml": MANY}))["id"])
         assert build["status"] == "success"
         ours = {j["id"] for j in build["jobs"]}
-        messages, events = 0, []
+        messages, events, sent_messages = 0, [], 0
+        sent: list[dict[str, Any]] = []
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             message = listener.get_message(timeout=1)
@@ -166,11 +167,16 @@ def test_the_workers_task_events_go_out_in_batches(farm: Farm, tmp_path: Path) -
             envelope = json.loads(message["data"])
             body = json.loads(base64.b64decode(envelope["body"]))
             batch = body if isinstance(body, list) else [body]
-            worker = [e for e in batch if e.get("type") != "task-sent"]  # not the API's
+            worker = [e for e in batch if e.get("type") != "task-sent"]
             messages += bool(worker)
             events += worker
+            sent += [e for e in batch if e.get("type") == "task-sent"]  # the API's
+            sent_messages += len(batch) > len(worker)
         assert _seen_all(events, ours), "a task event of the build never reached the broker"
         # 12 tasks x (received, started, succeeded) = 36 events, in far fewer messages.
         assert messages <= 18, f"{len(events)} task events in {messages} messages"
+        # The API's task-sent events too (farm/worker/sent_events.py).
+        assert {e["uuid"] for e in sent} >= {e["uuid"] for e in events}
+        assert sent_messages <= 6, f"{len(sent)} task-sent events in {sent_messages} messages"
     finally:
         listener.close()
