@@ -244,10 +244,7 @@ class JobRunner:
             if isinstance(self.executor, StartsAfter) and not _has_dotenv(spec):
                 # Issue 11: the container is created while the inputs are laid out (the
                 # container's environment is known up front when no dotenv comes in).
-                lease = container_lease(self.settings)
-                write_scripts(
-                    jobdir / "farm", spec.before_script, spec.script, spec.after_script, lease
-                )
+                self._scripts(spec, jobdir)
                 laid: list[tuple[list[str], JobCaches | None]] = []
 
                 def lay_out() -> None:
@@ -263,10 +260,7 @@ class JobRunner:
             else:
                 variables, tracked = self._fetch_inputs(spec, jobdir, workspace, logs)
                 caches = self._caches(spec, jobdir, workspace, variables, logs)
-                lease = container_lease(self.settings)
-                write_scripts(
-                    jobdir / "farm", spec.before_script, spec.script, spec.after_script, lease
-                )
+                self._scripts(spec, jobdir)
                 marks["inputs_ready"] = marks["container_create"] = time.time()
                 with LeaseKeeper(jobdir / "farm" / LEASE_FILE):
                     result = self.executor.run(
@@ -307,6 +301,13 @@ class JobRunner:
         junit = spec.artifacts.junit if spec.artifacts else []
         tests = junit_report(workspace, junit, logs.system)
         return _Outcome(result, artifacts, coverage, tests)
+
+    def _scripts(self, spec: Assignment, jobdir: Path) -> None:
+        """The job's scripts in its /farm dir (the wrapper linked from the work dir's)."""
+        assert self.workdir is not None
+        lease = container_lease(self.settings)
+        before, script, after = spec.before_script, spec.script, spec.after_script
+        write_scripts(jobdir / "farm", before, script, after, lease, self.workdir.scripts_dir)
 
     def _patiently(self, call: Callable[[], _T], logs: LogStream) -> _T:
         """``call()``, tried again while the farm API is unreachable (uploads after a job).

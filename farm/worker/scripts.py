@@ -8,7 +8,9 @@ lease (``farm/worker/lease.py``) and stops the job when its worker is gone.
 
 from __future__ import annotations
 
+import os
 import shlex
+import uuid
 from pathlib import Path
 
 RUN_SH = """\
@@ -80,12 +82,41 @@ def write_scripts(
     script: list[str],
     after: list[str],
     lease_seconds: int | None = None,
+    shared: Path | None = None,
 ) -> None:
-    """Write run.sh, main.sh and after.sh into ``dest`` (mounted read-only at /farm).
+    """Write run.sh, main.sh and (when there is an after_script) after.sh into ``dest``
+    (mounted read-only at /farm).
 
     ``lease_seconds``: run.sh stops the job once ``/farm/lease`` is older than this.
+    ``shared``: a directory of the worker's where run.sh, the same for every job of a
+    lease, is kept once and hard-linked into ``dest`` (creating a file costs a file
+    system far more than linking one; /farm is read-only, so no job can change it).
     """
     dest.mkdir(parents=True, exist_ok=True)
-    (dest / "run.sh").write_text(run_sh(lease_seconds))
+    _place(dest / "run.sh", run_sh(lease_seconds), shared, f"run-{lease_seconds or 0}.sh")
     (dest / "main.sh").write_text(render([*before, *script]))
-    (dest / "after.sh").write_text(render(after) if after else "")
+    if after:  # run.sh skips a missing after.sh
+        (dest / "after.sh").write_text(render(after))
+
+
+def _place(path: Path, text: str, shared: Path | None, name: str) -> None:
+    """``path`` holding ``text``: a link to ``shared/name`` when it can be, else a copy."""
+    if shared is not None:
+        source = shared / name
+        for _ in range(2):
+            try:
+                os.link(source, path)
+                return
+            except FileNotFoundError:
+                _publish(source, text)
+            except OSError:
+                break  # another file system, links not allowed: write our own
+    path.write_text(text)
+
+
+def _publish(path: Path, text: str) -> None:
+    """Create ``path`` with ``text`` atomically (several slots may race to)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -46,6 +46,7 @@ JOB_PREFIX = "job-"
 NEW_PREFIX = ".new-"  # a job dir being made (not locked yet for a few microseconds)
 NEW_GRACE = 60.0  # seconds before an abandoned .new-* dir is swept
 SPOOL = "spool"
+SCRIPTS = "scripts"
 
 
 class WorkDir:
@@ -54,6 +55,11 @@ class WorkDir:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._prepared = False
+
+    @property
+    def scripts_dir(self) -> Path:
+        """Where the job wrapper script is kept once, to be linked into each job dir."""
+        return self.root / SCRIPTS
 
     @property
     def spool_dir(self) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -36,3 +37,29 @@ def test_the_wrapper_watches_the_lease_only_when_asked(tmp_path: Path) -> None:
     assert script.index("/farm/lease") < script.index("sh -e /farm/main.sh")
     write_scripts(tmp_path, [], ["true"], [], 7)
     assert (tmp_path / "run.sh").read_text() == script
+
+
+def test_the_wrapper_is_linked_from_one_copy_and_after_sh_is_written_only_when_needed(
+    tmp_path: Path,
+) -> None:
+    shared = tmp_path / "scripts"
+    one, two = tmp_path / "one", tmp_path / "two"
+    write_scripts(one, [], ["true"], [], 7, shared)
+    write_scripts(two, ["echo hi"], ["make"], ["echo bye"], 7, shared)
+    assert (one / "run.sh").read_text() == run_sh(7)
+    same = {(p / "run.sh").stat().st_ino for p in (one, two)}
+    assert same == {(shared / "run-7.sh").stat().st_ino}  # links, not copies
+    assert not (one / "after.sh").exists()  # run.sh skips a missing one
+    assert "echo bye" in (two / "after.sh").read_text()
+    assert "echo hi" in (two / "main.sh").read_text()
+    write_scripts(tmp_path / "three", [], ["true"], [], 9, shared)  # another lease
+    assert (tmp_path / "three" / "run.sh").read_text() == run_sh(9)
+
+
+def test_the_lease_is_a_directory_whose_time_is_renewed(tmp_path: Path) -> None:
+    lease = tmp_path / "lease"
+    with LeaseKeeper(lease, every=3600):
+        assert lease.is_dir()
+        os.utime(lease, (1, 1))
+        LeaseKeeper(lease).renew()
+        assert lease.stat().st_mtime > 1
