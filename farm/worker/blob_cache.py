@@ -22,6 +22,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,6 +35,7 @@ log = logging.getLogger("farm.worker")
 
 BLOBS = "blobs"
 _STRIPES = 64  # locks shared by digests: one download of a blob at a time per process
+RESCAN_EVERY = 60.0  # seconds: how stale this process's count of the cache may get
 
 Download = Callable[[str, Path], object]  # (digest, destination) -> anything
 
@@ -55,6 +57,12 @@ class BlobCache:
         self._download = download
         # Striped: one lock per digest would grow with every blob this worker ever saw.
         self._locks = tuple(threading.Lock() for _ in range(_STRIPES))
+        # Bytes in the cache as last counted plus what this process added since, and
+        # when it was counted: a hit within RESCAN_EVERY counts nothing (a count stats
+        # every cached blob; once per job, it grew with the cache).
+        self._estimate: int | None = None
+        self._counted_at = 0.0
+        self._count_lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
@@ -87,6 +95,7 @@ class BlobCache:
         path = self.root / digest_hex(digest)
         with self._lock(digest):  # one download per blob in this process
             hit = path.is_file()
+            added = 0
             if hit:
                 self.hits += 1
                 with contextlib.suppress(OSError):
@@ -97,6 +106,7 @@ class BlobCache:
                 tmp = self.root / f".part-{uuid.uuid4().hex}"
                 try:
                     self._download(digest, tmp)
+                    added = tmp.stat().st_size
                     os.replace(tmp, path)
                 finally:
                     tmp.unlink(missing_ok=True)
@@ -104,8 +114,22 @@ class BlobCache:
                 os.link(path, scratch)
             except OSError:  # another file system: a copy
                 shutil.copyfile(path, scratch)
-        self._evict(keep=path)
+        if self._over(added):
+            self._evict(keep=path)
         return hit
+
+    def _over(self, added: int) -> bool:
+        """Whether the cache may hold more than ``max_bytes`` now that this process added
+        ``added`` bytes: counted again every RESCAN_EVERY seconds (other processes may
+        share the directory), else estimated."""
+        with self._count_lock:
+            fresh = time.monotonic() - self._counted_at < RESCAN_EVERY
+            if self._estimate is not None and fresh:
+                self._estimate += added
+                return self._estimate > self.max_bytes
+            self._counted_at = time.monotonic()
+            self._estimate = None  # _evict counts
+            return True
 
     def _evict(self, keep: Path) -> None:
         """Remove least recently used blobs until the cache fits ``max_bytes``."""
@@ -123,13 +147,14 @@ class BlobCache:
         except OSError as exc:
             log.warning("blob cache %s unreadable: %s", self.root, exc)
             return
-        if total <= self.max_bytes:
-            return
-        for _, size, path in sorted(entries, key=lambda e: e[0]):
-            if total <= self.max_bytes:
-                break
-            if path == keep and len(entries) > 1:
-                continue  # the blob just used goes last
-            with contextlib.suppress(OSError):
-                path.unlink()
-                total -= size
+        if total > self.max_bytes:
+            for _, size, path in sorted(entries, key=lambda e: e[0]):
+                if total <= self.max_bytes:
+                    break
+                if path == keep and len(entries) > 1:
+                    continue  # the blob just used goes last
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                    total -= size
+        with self._count_lock:
+            self._estimate, self._counted_at = total, time.monotonic()

@@ -116,3 +116,32 @@ def test_a_malformed_digest_names_no_path_and_downloads_nothing(tmp_path: Path) 
         with pytest.raises(UploadError), cache.open(bad, tmp_path / "x"):
             pass
     assert origin.calls == [] and not (tmp_path / "blobs").exists()
+
+
+class Counting(BlobCache):
+    """Counts the passes over the cache directory."""
+
+    scans = 0
+
+    def _evict(self, keep: Path) -> None:
+        self.scans += 1
+        super()._evict(keep)
+
+
+def test_a_hit_does_not_count_the_cache_again(tmp_path: Path) -> None:
+    origin = Origin(size=100)
+    cache = Counting(tmp_path / "blobs", 250, origin)
+    for _ in range(5):
+        with cache.open(A, tmp_path / "x"):
+            pass
+    assert cache.scans == 1  # the first use counts what is there; hits add nothing
+    with cache.open(B, tmp_path / "x"):  # 200 of 250: still fits, by the estimate
+        pass
+    assert cache.scans == 1
+    with cache.open(C, tmp_path / "x"):  # 300 of 250: counted, and the oldest goes
+        pass
+    assert cache.scans == 2 and len(list((tmp_path / "blobs").iterdir())) == 2
+    cache._counted_at -= 3600  # an hour later another process may have added blobs
+    with cache.open(C, tmp_path / "x"):
+        pass
+    assert cache.scans == 3
