@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from celery import Celery
 from fastapi import FastAPI
 
 from farm.api.app import create_app
@@ -227,6 +228,18 @@ def job_id(build: dict[str, Any], name: str) -> int:
         if job["name"] == name:
             return int(job["id"])
     raise KeyError(f"no job {name!r} in build {build['id']}")
+
+
+class RecordingCelery(Celery):
+    """A Celery app on the in-memory broker that records what it is asked to send
+    (what ``CeleryDispatcher`` hands Celery), and sends nothing."""
+
+    def __init__(self) -> None:
+        super().__init__("recording", broker="memory://")
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+    def send_task(self, name: str, **kwargs: Any) -> None:  # type: ignore[override]
+        self.sent.append((name, kwargs))
 
 
 def farm_settings(data_dir: Path, **overrides: Any) -> Settings:

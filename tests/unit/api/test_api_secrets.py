@@ -6,7 +6,6 @@ from __future__ import annotations
 import sqlite3
 import stat
 from pathlib import Path
-from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
@@ -18,7 +17,7 @@ from farm.db.secrets import KEY_FILE
 from farm.domain.records import BuildRecord
 from farm.errors import ConfigError
 from farm.worker.app import RUN_JOB, CeleryDispatcher
-from tests.unit.api.conftest import Submit, WorkerWire, farm_settings, job_id
+from tests.unit.api.conftest import RecordingCelery, Submit, WorkerWire, farm_settings, job_id
 
 VALUE = "s3cr3t-t0ken-value"
 SECRETS = {"DEPLOY_TOKEN": VALUE}
@@ -75,14 +74,6 @@ def test_the_farm_secret_key_setting_is_used(tmp_path: Path) -> None:
     assert not (tmp_path / "farm" / "keys" / KEY_FILE).exists()
 
 
-class _FakeCelery:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, dict[str, Any]]] = []
-
-    def send_task(self, name: str, **kwargs: Any) -> None:
-        self.sent.append((name, kwargs))
-
-
 def test_the_celery_message_carries_job_id_and_attempt_only(
     client: TestClient, submit: Submit, app: FastAPI
 ) -> None:
@@ -90,8 +81,8 @@ def test_the_celery_message_carries_job_id_and_attempt_only(
     record: BuildRecord = app.state.store.get_build(build["id"])
     job = record.jobs[0]
     assert record.secrets == SECRETS  # the record the dispatcher gets does hold them
-    fake = _FakeCelery()
-    CeleryDispatcher(fake).dispatch(job, record)  # type: ignore[arg-type]
+    fake = RecordingCelery()
+    CeleryDispatcher(fake).dispatch(job, record)
     ((name, kwargs),) = fake.sent
     assert name == RUN_JOB
     assert kwargs["args"] == (job.id, job.attempt)

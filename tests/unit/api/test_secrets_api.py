@@ -17,7 +17,14 @@ from farm.domain.messages import PROTOCOL_VERSION
 from farm.domain.records import BuildRecord
 from farm.worker.app import RUN_JOB, CeleryDispatcher
 from tests.farmtest import commit_files, git, make_repo
-from tests.unit.api.conftest import PIPELINE, Submit, WorkerWire, farm_settings, job_id
+from tests.unit.api.conftest import (
+    PIPELINE,
+    RecordingCelery,
+    Submit,
+    WorkerWire,
+    farm_settings,
+    job_id,
+)
 
 OPEN = "0pen-pr0ject-value"  # unprotected: every ref
 GUARDED = "guarded-depl0y-token"  # protected: protected refs only
@@ -335,14 +342,9 @@ def test_project_secrets_appear_in_no_document_and_not_in_the_database(
     # Celery message carries ids only.
     record: BuildRecord = app.state.store.get_build(bid)
     assert OPEN not in repr(record) and GUARDED not in repr(record)
-    sent: list[tuple[str, dict[str, Any]]] = []
-
-    class FakeCelery:
-        def send_task(self, name: str, **kwargs: Any) -> None:
-            sent.append((name, kwargs))
-
-    CeleryDispatcher(FakeCelery()).dispatch(record.jobs[0], record)  # type: ignore[arg-type]
-    ((name, kwargs),) = sent
+    celery = RecordingCelery()
+    CeleryDispatcher(celery).dispatch(record.jobs[0], record)
+    ((name, kwargs),) = celery.sent
     assert name == RUN_JOB and kwargs["args"] == (record.jobs[0].id, record.jobs[0].attempt)
     assert OPEN not in repr(kwargs) and GUARDED not in repr(kwargs)
 
