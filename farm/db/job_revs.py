@@ -61,6 +61,15 @@ _STAMP = (
 )
 
 
+_REV = select(_BUILDS.c.rev).where(_BUILDS.c.id == bindparam("build"))
+_ALL = (
+    select(_JOBS.c.id, _JOBS.c.status, _JOBS.c.attempt, _JOBS.c.exit_code, _JOBS.c.reason)
+    .where(_JOBS.c.build_id == bindparam("build"))
+    .order_by(_JOBS.c.position)
+)
+_CHANGED = _ALL.where(_JOBS.c.rev > bindparam("after"))
+
+
 def stamp(s: Session, job_id: int) -> tuple[int, int] | None:
     """(the job's build, that build's next change number) for an update of the job's
     state in this transaction; None when there is no such job."""
@@ -77,9 +86,7 @@ def builds_of(s: Session, job_ids: list[int]) -> list[int]:
 def changes(s: Session, build_id: int, after: int) -> tuple[int, list[State]]:
     """The build's change number now and its jobs changed after ``after`` (all of them
     for a negative ``after``), in definition order."""
-    rev = s.scalar(select(_BUILDS.c.rev).where(_BUILDS.c.id == build_id))
-    c = _JOBS.c
-    q = select(c.id, c.status, c.attempt, c.exit_code, c.reason).where(c.build_id == build_id)
-    if after >= 0:
-        q = q.where(c.rev > after)
-    return int(rev or 0), [State(*r) for r in s.execute(q.order_by(c.position))]
+    rev = s.scalar(_REV, {"build": build_id})
+    q = _CHANGED if after >= 0 else _ALL
+    rows = s.execute(q, {"build": build_id, "after": after})
+    return int(rev or 0), [State(*r) for r in rows]

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from farm.db import job_revs
 from farm.db.logs import append_tail
-from farm.db.rows import JOBS, chunks, job_columns, job_record
+from farm.db.rows import JOBS, chunks, job_record, update_job, values_of
 from farm.db.tables import ArtifactRow
 from farm.domain.clock import utcnow
 from farm.domain.logs import Tail
@@ -59,18 +59,14 @@ class JobWritesMixin:
         """Compare-and-set a pending ``attempt`` to ``fields`` (its claim) and return the
         job as it is then, its artifacts aside (a pending job has none): one transaction,
         no read back. None if the attempt was not pending."""
-        c = JOBS.c
+        names, params = values_of({**fields, "rev": 0})
+        q = update_job(names, (JobStatus.PENDING,), returning="job")
         with self._tx() as s:
             stamped = job_revs.stamp(s, job_id)
             if stamped is None:
                 return None
-            q = (
-                update(JOBS)
-                .where(c.id == job_id, c.status == JobStatus.PENDING, c.attempt == attempt)
-                .values(**fields, rev=stamped[1])
-                .returning(*job_columns())
-            )
-            row = s.execute(q).first()
+            params.update(w_id=job_id, w_attempt=attempt, v_rev=stamped[1])
+            row = s.execute(q, params).first()
             return None if row is None else job_record(row)
 
     def cas_jobs(
@@ -163,16 +159,15 @@ class JobWritesMixin:
     ) -> bool:
         """The end of a running attempt, its artifacts and its log's ``tail``, in one
         transaction."""
-        c = JOBS.c
+        names, params = values_of({**fields, "rev": 0})
+        q = update_job(names, (JobStatus.RUNNING,), returning="log_bytes")
         with self._tx() as s:
             stamped = job_revs.stamp(s, job_id)
             if stamped is None:
                 return False
             build_id, rev = stamped
-            q = update(JOBS).where(
-                c.id == job_id, c.status == JobStatus.RUNNING, c.attempt == attempt
-            )
-            logged = s.execute(q.values(**fields, rev=rev).returning(c.log_bytes)).scalar()
+            params.update(w_id=job_id, w_attempt=attempt, v_rev=rev)
+            logged = s.execute(q, params).scalar()
             if logged is None:
                 return False
             if tail is not None:

@@ -11,10 +11,10 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from farm.db.rows import JOBS
+from farm.db.rows import JOBS, update_job, values_of
 from farm.db.tables import LogChunkRow
 from farm.domain.logs import Tail, fit_chunk
 from farm.domain.statuses import JobStatus
@@ -27,6 +27,7 @@ _LOCKED = (
     .where(JOBS.c.id == bindparam("job_id"))
     .with_for_update()
 )
+_INSERT_CHUNK = insert(LOG_CHUNKS)  # its columns: the parameters given
 
 
 def append_tail(s: Session, job_id: int, attempt: int, log_bytes: int, tail: Tail) -> None:
@@ -52,7 +53,7 @@ def _append(
     if fitted is not None:
         text, log_bytes = fitted
         also = {**also, "log_bytes": log_bytes}
-        s.execute(insert(LOG_CHUNKS).values(job_id=job_id, attempt=attempt, data=text))
+        s.execute(_INSERT_CHUNK, {"job_id": job_id, "attempt": attempt, "data": text})
     _set(s, job_id, also)
     return log_bytes < cap
 
@@ -60,7 +61,8 @@ def _append(
 def _set(s: Session, job_id: int, values: Mapping[str, object]) -> None:
     """Write ``values`` to the job's row, if there are any."""
     if values:
-        s.execute(update(JOBS).where(JOBS.c.id == job_id).values(**values))
+        names, params = values_of(values)
+        s.execute(update_job(names), {**params, "w_id": job_id})
 
 
 class LogsMixin:

@@ -45,6 +45,7 @@ from farm.db.resource_groups import ResourceGroupsMixin
 from farm.db.rows import (
     ARTIFACTS,
     BUILD_BY_ID,
+    JOB_BY_ID,
     JOBS,
     Holder,
     artifact_record,
@@ -233,7 +234,7 @@ class Store(
     def get_job(self, job_id: int) -> JobRecord:
         """One job with its artifacts (NotFound if none)."""
         with self._sessions() as s:
-            row = s.execute(select_jobs().where(JOBS.c.id == job_id)).first()
+            row = s.execute(JOB_BY_ID, {"job_id": job_id}).first()
             if row is None:
                 raise NotFound(f"job {job_id} does not exist")
             arts = s.scalars(select(ArtifactRow).where(ArtifactRow.job_id == job_id)).all()
@@ -243,7 +244,7 @@ class Store(
         """A job without its artifacts, and who holds its current attempt (a worker's
         finish report reads both: one query). NotFound if there is no such job."""
         with self._sessions() as s:
-            row = s.execute(select_jobs().where(JOBS.c.id == job_id)).first()
+            row = s.execute(JOB_BY_ID, {"job_id": job_id}).first()
             if row is None:
                 raise NotFound(f"job {job_id} does not exist")
             r = row._mapping

@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Row, Select, Table, Text, bindparam, select
+from sqlalchemy import Row, Select, Table, Text, bindparam, select, update
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 
@@ -46,6 +46,39 @@ def job_columns() -> list[Any]:
 def select_jobs() -> Select[Any]:
     """A ``SELECT`` of :func:`job_columns` (rows for :func:`job_record`)."""
     return select(*job_columns())
+
+
+# The statements every job's claim and finish run, built once with their parameters
+# bound by name: building one per call, and SQLAlchemy's cache key of each new one, cost
+# the API more than the database did (a built statement keeps its key).
+JOB_BY_ID = select_jobs().where(JOBS.c.id == bindparam("job_id"))
+
+
+@lru_cache(maxsize=256)
+def update_job(
+    columns: tuple[str, ...], statuses: tuple[str, ...] = (), returning: str = ""
+) -> Any:
+    """``UPDATE jobs SET <columns> WHERE id = :w_id`` (and, with ``statuses``, the status
+    is one of them and the attempt is ``:w_attempt``), returning every job column
+    (``returning="job"``), the log's size (``"log_bytes"``) or nothing. Each column's new
+    value is the parameter ``v_<column>``."""
+    c = JOBS.c
+    where = [c.id == bindparam("w_id")]
+    if statuses:
+        where += [c.status.in_(statuses), c.attempt == bindparam("w_attempt")]
+    q = update(JOBS).where(*where).values({name: bindparam(f"v_{name}") for name in columns})
+    if returning == "job":
+        return q.returning(*job_columns())
+    if returning:
+        return q.returning(c[returning])
+    return q
+
+
+def values_of(fields: Mapping[str, Any]) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """The column names of ``fields`` (sorted: one cached statement per set) and their
+    parameters for :func:`update_job`."""
+    names = tuple(sorted(fields))
+    return names, {f"v_{name}": fields[name] for name in names}
 
 
 @lru_cache(maxsize=50_000)
