@@ -320,20 +320,24 @@ class Probe:
         self._thread.join()
 
 
+# (worker processes, slots each) of part 2; part 3 runs on the last. No-op jobs wait on
+# the API, not on a CPU: more slots per process let more of their calls share requests.
+NOOP_FARMS = ((1, 4), (1, 8), (2, 8))
+
+
 def part_noop(root: Path, jobs: int, big: int) -> tuple[str, str]:
     repo = make_repo(root / "noop-repo", {".farm-ci.yml": flat(jobs)})
     warm = make_repo(root / "noop-warm", {".farm-ci.yml": flat(20)})
     small = make_repo(root / "noop-small", {".farm-ci.yml": flat(3)})
     big_repo = make_repo(root / "noop-big", {".farm-ci.yml": flat(big)})
-    slots = 4
     celery_n = 2000
-    cel = celery_floor(celery_n, slots)
+    cel = celery_floor(celery_n, 4)
     print(f"celery alone: {cel}")
     rows, big_text = [], ""
-    per_job: dict[int, dict[str, float]] = {}
+    per_job: dict[str, dict[str, float]] = {}
     floor = 0.0
-    for workers in (1, 2):
-        sf = start(root / f"noop-{workers}", workers, slots, {"FARM_EXECUTOR": "noop"})
+    for workers, slots in NOOP_FARMS:
+        sf = start(root / f"noop-{workers}x{slots}", workers, slots, {"FARM_EXECUTOR": "noop"})
         try:
             run_build(sf.farm, warm)
             cpu: dict[str, float] = {}
@@ -342,44 +346,44 @@ def part_noop(root: Path, jobs: int, big: int) -> tuple[str, str]:
             assert done["status"] == "success", done["status"]
             med = slice_medians(done["jobs"])
             rate = jobs / wall
-            per_job[workers] = {
+            per_job[f"{workers} x {slots}"] = {
                 k: cpu[k] * wall / jobs * 1000 for k in ("api", "workers") if k in cpu
             }
-            if workers == 1:
+            if not floor:
                 floor = request_floor(sf, done["id"])
-            print(f"noop {workers} proc: {rate:.1f} jobs/s, submit {submit:.2f}s, cpu {cpu}")
+            print(f"noop {workers}x{slots}: {rate:.1f} jobs/s, submit {submit:.2f}s, cpu {cpu}")
             rows.append(
                 f"| {workers} | {workers * slots} | {submit:.2f} s | {wall:.2f} s | "
                 f"**{rate:.0f}** ({'meets' if rate >= 200 else 'misses'} ≥ 200) | "
                 f"{jobs / (wall - submit):.0f} | {med.get('report', 0) * 1000:.0f} ms | "
                 f"{med.get('advance', 0) * 1000:.1f} ms | {cpu_line(cpu)} |"
             )
-            if workers == 2:
+            if (workers, slots) == NOOP_FARMS[-1]:
                 big_text = big_pipeline(sf, small, big_repo, big)
         finally:
             sf.stop()
     noop = (
         f"### 2. Coordinator + Celery alone: {jobs:,} jobs, `FARM_EXECUTOR=noop`\n\n"
         f"No container: each job is a Celery message, a claim and a finish report over "
-        "HTTP (the job's one line of output rides with the report, protocol 3), the "
-        f"worker's durable spool and job dir. {slots} slots (threads) per worker process. "
-        "`FARM_LOG_LEVEL=WARNING`. Wall = submit → "
+        "HTTP (the job's one line of output rides with the report, protocol 3; a worker's "
+        "slots that call at once share a request), the worker's durable spool and job dir. "
+        "Slots are threads of a worker process. `FARM_LOG_LEVEL=WARNING`. Wall = submit → "
         "every job final (the submit included); `after submit` = jobs / (wall - submit). "
         "CPU in cores, average over the build.\n\n"
-        "| worker processes | slots | submit | wall | jobs/s end to end | jobs/s after submit "
-        "| report (median) | advance (median) | CPU (cores) |\n"
+        "| worker processes | slots in all | submit | wall | jobs/s end to end "
+        "| jobs/s after submit | report (median) | advance (median) | CPU (cores) |\n"
         "|---:|---:|---:|---:|---:|---:|---:|---:|---|\n" + "\n".join(rows) + "\n\n"
         "CPU per job (ms): "
         + "; ".join(
-            f"{w} process(es): API {c.get('api', 0):.1f}, workers {c.get('workers', 0):.1f}"
+            f"{w}: API {c.get('api', 0):.1f}, workers {c.get('workers', 0):.1f}"
             for w, c in per_job.items()
         )
         + f". The floor of one authenticated request that reads one row (`GET "
         f"/api/v1/builds/{{id}}?jobs=false`, 1,000 in a row on the idle farm): **{floor:.1f} "
-        "ms** of API CPU; a job makes two requests (claim, finish) besides its Celery "
-        "message and its database writes.\n\n"
+        "ms** of API CPU; a job makes two calls (claim, finish), fewer requests when they "
+        "share one, besides its Celery message and its database writes.\n\n"
         f"Celery alone, as farm configures it (`bench/celery_floor.py`: {celery_n:,} empty "
-        f"tasks, one worker process of {slots} threads, task events on): "
+        "tasks, one worker process of 4 threads, task events on): "
         f"**{cel['rate']:.0f} tasks/s**; CPU per task {cel['publish']:.2f} ms to publish, "
         f"{cel['worker']:.2f} ms in the worker, {cel['redis']:.2f} ms in redis-server "
         f"(**{cel['publish'] + cel['worker'] + cel['redis']:.1f} ms** in all).\n"
@@ -595,40 +599,50 @@ def main() -> None:
             "runc take ≈ 1.4 of the 2 cores from 2 slots on, farm's own processes ≈ 0.25-0.45; "
             "more slots only stretch `create`, so add hosts, not slots (a runtime swap was "
             "tried: crun is ≈ 10 % cheaper per container here and refuses this host's hybrid "
-            "cgroups). Without containers (part 2) a job costs ≈ 6-9 ms of API CPU and ≈ 7-9 "
-            "ms of worker CPU. Of that, Celery itself (its line above) is ≈ 1.3-1.8 ms and the "
-            "two HTTP requests ≈ 0.6 ms each in the API plus ≈ 1 ms each in the worker's "
-            "client; the rest is farm's own work per job: in the API two write transactions "
-            "on SQLite (the claim; the finish with its log tail) and ≈ 6 reads (holder, build, "
-            "project secrets, changes), the assignment and the DAG step; in the worker the "
-            "durable spool (one fsync), the job dir (the source snapshot unpacked, scripts, a "
-            "lease file) and two threads per attempt (log stream, lease). The chain is bound "
-            "by latency more than by CPU: the machine is ≈ 30 % idle during part 2, and the "
-            "SQLite write lock is held ≈ 30 % of the time, but each write transaction holds it "
-            "≈ 2 ms for ≈ 0.3 ms of work and waits ≈ 2 ms to begin, because every statement "
-            "gives up the GIL and waits for it again among the API's threads (the worker makes "
-            "≈ 1,200 futex calls a job, strace). A second API process and worker on the same "
-            "database gave no more jobs/s, only more CPU per job. 200 jobs/s on 2 cores means "
-            "≤ 10 ms across every process, about 60 % of today's ≈ 15-17 ms: it would take "
-            "a protocol that batches claims and reports (several jobs per request and per "
-            "transaction), not more trimming. What was fixed on the way (first run of this "
-            "script → now): a finish re-read and re-built the whole DAG (O(jobs): 6.8x slower "
-            "on 5,000 jobs than on 50; now a per-build change counter and an in-memory view, "
-            "0.98x); a claim read the whole build; full garbage-collector passes over a big "
-            "submit's objects stalled every request for 120-180 ms (the API now freezes its "
-            "start-up objects and collects less often); a 10,000-job document was serialized "
-            "in one call that held the GIL; each job downloaded its build's snapshot again "
-            "(workers now cache verified blobs by digest); every request paid a thread hop "
-            "per FastAPI dependency (now async) and another to validate its answer again "
-            "(worker answers now go out as built); a job's last output cost a request of its "
-            "own (protocol 3 carries it in the finish report); a claim read back what it had "
-            "just written, and the `next_dispatched` timeline mark was a write transaction of "
-            "its own per job (now batched); log writes and build reads loaded ORM rows (a "
-            "job's spec parsed on every log request), and a claim read the project's secrets "
-            "in a transaction of its own (now one statement); kombu built a Redis client for every "
-            "message it published; a canceled 10,000-job build was read whole for the "
-            "build-finished hooks; Celery logged two INFO lines per task although "
-            "`FARM_LOG_LEVEL=WARNING` was set (nothing read the variable)."
+            "cgroups). Without containers (part 2) a job now costs ≈ 3-4 ms of API CPU and "
+            "≈ 4-6 ms of worker CPU (it was ≈ 6-9 and ≈ 7-9 ms at the start of the last "
+            "stop). Of the worker's, about 40 % is Celery's own loop (taking the message off "
+            "Redis, kombu's unacked-message bookkeeping for late acks, the ack), about 30 % "
+            "the HTTP client (claim, finish) and the rest farm's work: the durable spool, the "
+            "job dir (the snapshot unpacked, main.sh), the log stream. Of the API's, about 40 "
+            "% is uvicorn and FastAPI around each request, about a third the SQL of the claim "
+            "and the finish (one write transaction each) and the DAG step, and ≈ 0.25 ms the "
+            "Celery publish of the next job. Both processes sit below a core each (the GIL), "
+            "and the machine is ≈ 15-20 % idle: the chain is still partly bound by latency, "
+            "which is why 8 slots per worker process beat 4 and two processes beat one. The "
+            "host's speed moves by a quarter within minutes (the same code gave 170-215 jobs/s "
+            "on 2 x 8 slots in one half hour); compare rows of one run. What closed the gap to "
+            "200 jobs/s this stop: a worker's slots that call at once share one request "
+            "(`/api/v1/worker/claims`, `/reports`: group commit, the first call never waits) "
+            "and a batch of reports advances each build once; the claim's and finish's SQL "
+            "statements are built once (building them and SQLAlchemy's cache key of each new "
+            "one cost more than SQLite did); Flower's task events, the workers' and the API's "
+            "task-sent, go out in batches every 100 ms instead of a publish per event; one "
+            "timer thread per worker runs the attempts' lease renewals and starts a log "
+            "flusher only for jobs that outlive 0.3 s (two threads per attempt before); a job "
+            "creates fewer files (the wrapper script is linked, no empty after.sh, the lease "
+            "is a directory: creating a file costs this VM's ext4 80-600 µs); the worker's "
+            "blob cache is counted once a minute, not on every job. Tried and dropped: "
+            "delivering finish reports on sender threads so the slot is free at once (+5-12 % "
+            "jobs/s within the noise, and 0.2-0.5 ms more CPU a job for the thread hand-off); "
+            "a 2 ms linger before a batch (no gain); a 1 ms GIL switch interval (no change); "
+            "a second API process and worker on the same database (no more jobs/s than one API "
+            "with 2 x 8 slots). What was fixed before "
+            "(first run of this script → last stop): a finish re-read and re-built the whole "
+            "DAG (O(jobs): 6.8x slower on 5,000 jobs than on 50; now a per-build change "
+            "counter and an in-memory view, 0.98x); a claim read the whole build; full "
+            "garbage-collector passes over a big submit's objects stalled every request for "
+            "120-180 ms (the API now freezes its start-up objects and collects less often); "
+            "a 10,000-job document was serialized in one call that held the GIL; each job "
+            "downloaded its build's snapshot again (workers now cache verified blobs by "
+            "digest); every request paid a thread hop per FastAPI dependency (now async) and "
+            "another to validate its answer again; a job's last output cost a request of its "
+            "own (protocol 3 carries it in the finish report); the `next_dispatched` timeline "
+            "mark was a write transaction of its own per job (now batched); log writes and "
+            "build reads loaded ORM rows; kombu built a Redis client for every message it "
+            "published; a canceled 10,000-job build was read whole for the build-finished "
+            "hooks; Celery logged two INFO lines per task although `FARM_LOG_LEVEL=WARNING` "
+            "was set."
         )
     )
     if not args.no_write:
