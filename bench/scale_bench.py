@@ -608,7 +608,7 @@ def main() -> None:
             "% is uvicorn and FastAPI around each request, about a third the SQL of the claim "
             "and the finish (one write transaction each) and the DAG step, and ≈ 0.25 ms the "
             "Celery publish of the next job. Both processes sit below a core each (the GIL), "
-            "and the machine is ≈ 15-20 % idle: the chain is still partly bound by latency, "
+            "and the machine is ≈ 15-30 % idle: the chain is still partly bound by latency, "
             "which is why 8 slots per worker process beat 4 and two processes beat one. The "
             "host's speed moves by a quarter within minutes (the same code gave 170-215 jobs/s "
             "on 2 x 8 slots in one half hour); compare rows of one run. What closed the gap to "
