@@ -117,7 +117,8 @@ class CoordinatorClient:
         response = self._post(path, {key: entries})
         if response.status_code == 404:  # the route itself: an item's 404 is in its result
             raise _NoBatches(path)
-        results = _json(self._http.check(response)).get("results")
+        body = _json(self._http.check(response))
+        results = body.get("results") if isinstance(body, dict) else None
         if not isinstance(results, list) or len(results) != len(items):
             raise FarmError(f"the farm API answered {path} with a malformed batch")
         return [_result(r, path) for r in results]
