@@ -244,14 +244,7 @@ class HttpClient:
 
     def json(self, method: str, path: str, *, idempotent: bool | None = None, **kwargs: Any) -> Any:
         """The decoded JSON body of :meth:`request`."""
-        response = self.request(method, path, idempotent=idempotent, **kwargs)
-        try:
-            return response.json()
-        except ValueError:
-            raise FarmError(
-                f"{method} {response.url}: the farm API answered {response.status_code} "
-                "with a body that is not JSON"
-            ) from None
+        return decoded(self.request(method, path, idempotent=idempotent, **kwargs))
 
     def post_json(self, path: str, payload: Any, *, idempotent: bool = False) -> Any:
         """POST ``payload`` as JSON and decode the answer; ``idempotent=True`` retries it.
@@ -287,6 +280,17 @@ class HttpClient:
                 yield response
             except httpx.TransportError as exc:
                 raise self.unreachable(exc) from exc
+
+
+def decoded(response: httpx.Response) -> Any:
+    """The JSON body of an answer; one FarmError line when it is not JSON."""
+    try:
+        return response.json()
+    except ValueError:
+        raise FarmError(
+            f"{response.request.method} {response.url}: the farm API answered "
+            f"{response.status_code} with a body that is not JSON"
+        ) from None
 
 
 def _idempotent(method: str, said: bool | None) -> bool:

@@ -26,7 +26,7 @@ from farm.domain.messages import (
     check_protocol,
 )
 from farm.errors import Conflict, FarmError, NotFound, from_wire
-from farm.http import NO_RETRY, HttpClient, HttpConfig, RetryPolicy
+from farm.http import NO_RETRY, HttpClient, HttpConfig, RetryPolicy, decoded
 from farm.worker.batcher import Batcher
 
 _Reply = TypeVar("_Reply", bound=BaseModel)
@@ -107,7 +107,7 @@ class CoordinatorClient:
             job_id, body = items[0]
             single = f"/jobs/{job_id}/{'claim' if key == 'claims' else 'finish'}"
             try:
-                return [_json(self._http.check(self._post(single, body.model_dump(mode="json"))))]
+                return [decoded(self._http.check(self._post(single, body.model_dump(mode="json"))))]
             except FarmError as exc:
                 return [exc]
         if key == "claims":
@@ -117,7 +117,7 @@ class CoordinatorClient:
         response = self._post(path, {key: entries})
         if response.status_code == 404:  # the route itself: an item's 404 is in its result
             raise _NoBatches(path)
-        body = _json(self._http.check(response))
+        body = decoded(self._http.check(response))
         results = body.get("results") if isinstance(body, dict) else None
         if not isinstance(results, list) or len(results) != len(items):
             raise FarmError(f"the farm API answered {path} with a malformed batch")
@@ -166,16 +166,6 @@ class CoordinatorClient:
     def live(self, pairs: list[tuple[int, int]]) -> list[bool]:
         """Which (job, attempt) pairs still run (for the reaper)."""
         return _parse(LiveReply, self._call("/live", LiveRequest(attempts=pairs))).live
-
-
-def _json(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        raise FarmError(
-            f"{response.request.method} {response.request.url}: the farm API answered "
-            f"{response.status_code} with a body that is not JSON"
-        ) from None
 
 
 def _tail_size(item: _Item) -> int:
