@@ -8,6 +8,7 @@ lease (``farm/worker/lease.py``) and stops the job when its worker is gone.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shlex
 import uuid
@@ -91,9 +92,13 @@ def write_scripts(
     ``shared``: a directory of the worker's where run.sh, the same for every job of a
     lease, is kept once and hard-linked into ``dest`` (creating a file costs a file
     system far more than linking one; /farm is read-only, so no job can change it).
+    It is named by its content: a worker of another version never links a wrapper an
+    older one left there.
     """
     dest.mkdir(parents=True, exist_ok=True)
-    _place(dest / "run.sh", run_sh(lease_seconds), shared, f"run-{lease_seconds or 0}.sh")
+    wrapper = run_sh(lease_seconds)
+    name = f"run-{hashlib.sha256(wrapper.encode()).hexdigest()[:16]}.sh"
+    _place(dest / "run.sh", wrapper, shared, name)
     (dest / "main.sh").write_text(render([*before, *script]))
     if after:  # run.sh skips a missing after.sh
         (dest / "after.sh").write_text(render(after))

@@ -47,13 +47,19 @@ def test_the_wrapper_is_linked_from_one_copy_and_after_sh_is_written_only_when_n
     write_scripts(one, [], ["true"], [], 7, shared)
     write_scripts(two, ["echo hi"], ["make"], ["echo bye"], 7, shared)
     assert (one / "run.sh").read_text() == run_sh(7)
+    [kept] = shared.iterdir()
     same = {(p / "run.sh").stat().st_ino for p in (one, two)}
-    assert same == {(shared / "run-7.sh").stat().st_ino}  # links, not copies
+    assert same == {kept.stat().st_ino}  # links, not copies
     assert not (one / "after.sh").exists()  # run.sh skips a missing one
     assert "echo bye" in (two / "after.sh").read_text()
     assert "echo hi" in (two / "main.sh").read_text()
     write_scripts(tmp_path / "three", [], ["true"], [], 9, shared)  # another lease
     assert (tmp_path / "three" / "run.sh").read_text() == run_sh(9)
+    # A wrapper another version left (named, before, by its lease) is never linked: the
+    # name is the content's.
+    (shared / "run-7.sh").write_text("#!/bin/sh\necho stale\n")
+    write_scripts(tmp_path / "four", [], ["true"], [], 7, shared)
+    assert (tmp_path / "four" / "run.sh").read_text() == run_sh(7)
 
 
 def test_the_lease_is_a_directory_whose_time_is_renewed(tmp_path: Path) -> None:
